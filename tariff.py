@@ -1,0 +1,357 @@
+"""The decision step: slots and rates in, a Tesla ``tariff_content_v2`` out. No I/O here.
+
+The tariff is a weekly pattern (Monday = 0). Each of the next seven local dates owns its own
+weekday, so a slot tomorrow only makes tomorrow's weekday cheap. Labels are decided per local
+half-hour (Octopus bills a whole half-hour as off-peak if a dispatch touches any part of it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+HALF_HOURS = 48
+DAYS = 7
+MINUTES_PER_DAY = 1440
+TARIFF_CODE = "IOPS:IOG"
+
+ON_PEAK = "ON_PEAK"
+OFF_PEAK = "OFF_PEAK"
+PARTIAL_PEAK = "PARTIAL_PEAK"
+SUPER_OFF_PEAK = "SUPER_OFF_PEAK"
+# Later entries win when several sources claim the same half-hour. A joined saving session
+# is a commitment not to import, so it outranks cheap slots that happen to overlap it.
+PRECEDENCE = (ON_PEAK, OFF_PEAK, SUPER_OFF_PEAK, PARTIAL_PEAK)
+LABELS = frozenset(PRECEDENCE)
+
+_HALF_HOUR = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A half-open interval [start, end) of aware datetimes."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("Slot times must be timezone-aware")
+
+
+@dataclass(frozen=True)
+class SavingSession:
+    """A joined Power Down session and its reward in GBP per kWh."""
+
+    slot: Slot
+    reward: float
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Prices in GBP per kWh."""
+
+    import_peak: float
+    import_off_peak: float
+    export_peak: float
+    export_off_peak: float
+
+
+@dataclass(frozen=True)
+class TariffInputs:
+    now: datetime
+    time_zone: str
+    off_peak_start: time
+    off_peak_end: time
+    rates: Rates
+    dispatches: Sequence[Slot] = ()
+    free_slots: Sequence[Slot] = ()
+    saving_sessions: Sequence[SavingSession] = ()
+    name: str = "Intelligent Octopus Go"
+    utility: str = "Octopus Energy"
+
+
+@dataclass(frozen=True)
+class WeekPlan:
+    """Labels per weekday (Monday = 0) and half-hour, plus the local date each weekday stands for."""
+
+    grid: tuple[tuple[str, ...], ...]
+    dates: tuple[date, ...]  # dates[weekday]
+    prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # label -> (buy, sell)
+
+
+def _in_core_window(index: int, start: time, end: time) -> bool:
+    minute = index * 30
+    lo = start.hour * 60 + start.minute
+    hi = end.hour * 60 + end.minute
+    if lo <= hi:
+        return lo <= minute < hi
+    return minute >= lo or minute < hi
+
+
+def half_hours_touched(slot: Slot, tz: ZoneInfo) -> Iterable[tuple[date, int]]:
+    """Yield (local date, half-hour index) for every half-hour the slot touches.
+
+    Floors the start and steps in absolute time, so a DST change inside the slot is handled:
+    an ambiguous hour maps to its wall-clock half-hours, a skipped hour never appears.
+    """
+    if slot.end <= slot.start:
+        return
+    local = slot.start.astimezone(tz)
+    floored = local.replace(minute=local.minute - local.minute % 30, second=0, microsecond=0)
+    cursor = floored.astimezone(ZoneInfo("UTC"))
+    end = slot.end.astimezone(ZoneInfo("UTC"))
+    while cursor < end:
+        wall = cursor.astimezone(tz)
+        yield wall.date(), wall.hour * 2 + wall.minute // 30
+        cursor += _HALF_HOUR
+
+
+def plan_week(inputs: TariffInputs) -> WeekPlan:
+    """Decide the label of every half-hour of the next seven local dates, keyed by weekday."""
+    tz = ZoneInfo(inputs.time_zone)
+    today = inputs.now.astimezone(tz).date()
+    dates = [today + timedelta(days=k) for k in range(DAYS)]
+    by_date = {d: i for i, d in enumerate(dates)}
+    default = [
+        OFF_PEAK if _in_core_window(h, inputs.off_peak_start, inputs.off_peak_end) else ON_PEAK
+        for h in range(HALF_HOURS)
+    ]
+    days = [list(default) for _ in dates]
+    rank = {label: i for i, label in enumerate(PRECEDENCE)}
+
+    def mark(slots: Iterable[Slot], label: str) -> None:
+        for slot in slots:
+            for d, h in half_hours_touched(slot, tz):
+                i = by_date.get(d)
+                if i is not None and rank[label] > rank[days[i][h]]:
+                    days[i][h] = label
+
+    mark(inputs.dispatches, OFF_PEAK)
+    mark(inputs.free_slots, SUPER_OFF_PEAK)
+    in_week = [s for s in inputs.saving_sessions if _touches_week(s.slot, tz, by_date)]
+    mark((s.slot for s in in_week), PARTIAL_PEAK)
+
+    grid: list[tuple[str, ...]] = [()] * DAYS
+    weekday_dates: list[date] = [today] * DAYS
+    for i, d in enumerate(dates):
+        grid[d.weekday()] = tuple(days[i])
+        weekday_dates[d.weekday()] = d
+    used = {label for day in grid for label in day}
+    prices = {label: p for label, p in _prices(inputs.rates, in_week).items() if label in used}
+    return WeekPlan(grid=tuple(grid), dates=tuple(weekday_dates), prices=prices)
+
+
+def _touches_week(slot: Slot, tz: ZoneInfo, by_date: Mapping[date, int]) -> bool:
+    return any(d in by_date for d, _ in half_hours_touched(slot, tz))
+
+
+def _prices(rates: Rates, sessions: Sequence[SavingSession]) -> dict[str, tuple[float, float]]:
+    """(buy, sell) per label; sell is clamped to buy, because Tesla would otherwise raise buy."""
+    buy = {
+        ON_PEAK: rates.import_peak,
+        OFF_PEAK: rates.import_off_peak,
+        SUPER_OFF_PEAK: 0.0,
+        # Tesla allows one price per label, so the richest session in the week sets it.
+        PARTIAL_PEAK: rates.import_peak + max((s.reward for s in sessions), default=0.0),
+    }
+    sell = {
+        ON_PEAK: rates.export_peak,
+        OFF_PEAK: rates.export_off_peak,
+        SUPER_OFF_PEAK: 0.0,
+        PARTIAL_PEAK: rates.export_peak,
+    }
+    return {k: (_money(max(buy[k], 0.0)), _money(max(min(sell[k], buy[k]), 0.0))) for k in buy}
+
+
+def _money(value: float) -> float:
+    return round(value, 5)
+
+
+def _periods(grid: Sequence[Sequence[str]]) -> dict[str, list[dict[str, int]]]:
+    """Turn the grid into Tesla periods: runs within a day, identical runs on adjacent days merged."""
+    runs: dict[tuple[str, int, int], list[int]] = {}
+    for weekday, day in enumerate(grid):
+        h = 0
+        while h < HALF_HOURS:
+            end = h
+            while end < HALF_HOURS and day[end] == day[h]:
+                end += 1
+            runs.setdefault((day[h], h, end), []).append(weekday)
+            h = end
+    out: dict[str, list[dict[str, int]]] = {}
+    for (label, start, end), weekdays in runs.items():
+        for first, last in _consecutive(weekdays):
+            out.setdefault(label, []).append(
+                {
+                    "fromDayOfWeek": first,
+                    "toDayOfWeek": last,
+                    "fromHour": start // 2,
+                    "fromMinute": (start % 2) * 30,
+                    # Tesla writes the end of the day as 0:00.
+                    "toHour": (end // 2) % 24,
+                    "toMinute": (end % 2) * 30,
+                }
+            )
+    for periods in out.values():
+        periods.sort(key=lambda p: (p["fromDayOfWeek"], p["fromHour"], p["fromMinute"]))
+    return dict(sorted(out.items()))
+
+
+def _consecutive(values: Sequence[int]) -> list[tuple[int, int]]:
+    groups: list[tuple[int, int]] = []
+    for v in sorted(values):
+        if groups and v == groups[-1][1] + 1:
+            groups[-1] = (groups[-1][0], v)
+        else:
+            groups.append((v, v))
+    return groups
+
+
+def _side(name: str, utility: str, rates: Mapping[str, float], periods: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "utility": utility,
+        "currency": "GBP",
+        "daily_charges": [{"name": "Charge", "amount": 0}],
+        "demand_charges": {"ALL": {"rates": {"ALL": 0}}, "Summer": {}, "Winter": {}},
+        "energy_charges": {"ALL": {"rates": {"ALL": 0}}, "Summer": {"rates": dict(rates)}, "Winter": {}},
+        "seasons": {
+            "Summer": {
+                "fromMonth": 1,
+                "fromDay": 1,
+                "toMonth": 12,
+                "toDay": 31,
+                "tou_periods": {label: {"periods": p} for label, p in periods.items()},
+            },
+            "Winter": {},
+        },
+    }
+
+
+def render_tariff(plan: WeekPlan, name: str, utility: str) -> dict[str, Any]:
+    """The tariff_content_v2 object for a week plan (buy side plus sell_tariff)."""
+    periods = _periods(plan.grid)
+    buy = {label: plan.prices[label][0] for label in periods}
+    sell = {label: plan.prices[label][1] for label in periods}
+    tariff = {"version": 1, "code": TARIFF_CODE, **_side(name, utility, buy, periods)}
+    tariff["sell_tariff"] = _side(name, utility, sell, periods)
+    return tariff
+
+
+def build_tariff(inputs: TariffInputs) -> tuple[WeekPlan, dict[str, Any]]:
+    plan = plan_week(inputs)
+    return plan, render_tariff(plan, inputs.name, inputs.utility)
+
+
+def tariff_digest(tariff: Mapping[str, Any]) -> str:
+    """A stable hash of the tariff; equal tariffs give equal digests whatever the key order."""
+    canonical = json.dumps(tariff, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# ---- Reading a tariff back (our own or the live one) -------------------------------------
+
+
+def _minute(period: Mapping[str, Any], hour_key: str, minute_key: str) -> int:
+    return int(period.get(hour_key, 0)) * 60 + int(period.get(minute_key, 0))
+
+
+def expand_side(side: Mapping[str, Any]) -> list[list[list[str]]]:
+    """Labels covering each minute of the week: grid[weekday][minute] -> labels claiming it.
+
+    Accepts Tesla's read-back form: zero fields omitted, a missing toDayOfWeek meaning 6,
+    an end of 0:00 or 24:00 meaning midnight, and periods that wrap past midnight.
+    """
+    grid: list[list[list[str]]] = [[[] for _ in range(MINUTES_PER_DAY)] for _ in range(DAYS)]
+    seasons = side.get("seasons") or {}
+    for season in seasons.values():
+        for label, entry in ((season or {}).get("tou_periods") or {}).items():
+            for p in (entry or {}).get("periods") or []:
+                first = int(p.get("fromDayOfWeek", 0))
+                last = int(p.get("toDayOfWeek", 6))
+                start = _minute(p, "fromHour", "fromMinute")
+                end = _minute(p, "toHour", "toMinute")
+                end = MINUTES_PER_DAY if end in (0, MINUTES_PER_DAY) else end
+                days = range(first, last + 1) if first <= last else [*range(first, 7), *range(0, last + 1)]
+                for d in days:
+                    if start < end:
+                        for m in range(start, end):
+                            grid[d][m].append(label)
+                    else:  # wraps midnight: tail belongs to the next day
+                        for m in range(start, MINUTES_PER_DAY):
+                            grid[d][m].append(label)
+                        for m in range(0, end):
+                            grid[(d + 1) % 7][m].append(label)
+    return grid
+
+
+def _side_rates(side: Mapping[str, Any]) -> dict[str, float]:
+    charges = side.get("energy_charges") or {}
+    rates: dict[str, float] = {}
+    for season_name, season in charges.items():
+        if season_name == "ALL":
+            continue
+        for label, price in ((season or {}).get("rates") or {}).items():
+            rates[label] = float(price or 0)
+    return rates
+
+
+def validate_tariff(tariff: Mapping[str, Any]) -> list[str]:
+    """Every rule Tesla states (and the app's 24 h check), as a list of human-readable problems."""
+    problems: list[str] = []
+    sides = {"buy": tariff, "sell": tariff.get("sell_tariff") or {}}
+    grids: dict[str, list[list[list[str]]]] = {}
+    rates: dict[str, dict[str, float]] = {}
+    for side_name, side in sides.items():
+        if side.get("currency") not in ("GBP", "EUR", "USD"):
+            problems.append(f"{side_name}: currency {side.get('currency')!r} is not GBP/EUR/USD")
+        grid = expand_side(side)
+        grids[side_name] = grid
+        for d, day in enumerate(grid):
+            gaps = sum(1 for labels in day if not labels)
+            overlaps = sum(1 for labels in day if len(labels) > 1)
+            if gaps or overlaps:
+                problems.append(f"{side_name}: weekday {d} has {gaps} uncovered and {overlaps} double-covered minutes")
+        labels_with_periods = {label for day in grid for labels in day for label in labels}
+        side_rates = _side_rates(side)
+        rates[side_name] = side_rates
+        for label in sorted(labels_with_periods - side_rates.keys()):
+            problems.append(f"{side_name}: label {label} has periods but no price")
+        for label in sorted(side_rates.keys() - labels_with_periods):
+            problems.append(f"{side_name}: label {label} has a price but no periods")
+        for label, price in sorted(side_rates.items()):
+            if price < 0:
+                problems.append(f"{side_name}: label {label} has a negative price {price}")
+    if not problems:
+        for d in range(DAYS):
+            for m in range(0, MINUTES_PER_DAY, 30):
+                buy = rates["buy"][grids["buy"][d][m][0]]
+                sell = rates["sell"][grids["sell"][d][m][0]]
+                if sell > buy:
+                    problems.append(f"weekday {d} {m // 60:02d}:{m % 60:02d}: sell {sell} above buy {buy}")
+                    break
+    return problems
+
+
+def price_grid(tariff: Mapping[str, Any]) -> list[tuple[str, float, float]] | None:
+    """The (buy label, buy price, sell price) of each half-hour of the week, or None if unusable.
+
+    Used to compare a live tariff with ours semantically; read-back formatting differs.
+    """
+    sell_side = tariff.get("sell_tariff") or {}
+    buy_grid, sell_grid = expand_side(tariff), expand_side(sell_side)
+    buy_rates, sell_rates = _side_rates(tariff), _side_rates(sell_side)
+    out: list[tuple[str, float, float]] = []
+    for d in range(DAYS):
+        for m in range(0, MINUTES_PER_DAY, 30):
+            b, s = buy_grid[d][m], sell_grid[d][m]
+            if len(b) != 1 or len(s) != 1:
+                return None
+            out.append((b[0], buy_rates.get(b[0], 0.0), sell_rates.get(s[0], 0.0)))
+    return out
