@@ -94,6 +94,13 @@ def _in_core_window(index: int, start: time, end: time) -> bool:
     return minute >= lo or minute < hi
 
 
+def default_day(off_peak_start: time, off_peak_end: time) -> tuple[str, ...]:
+    """The plain IOG day: off-peak in the core window, peak otherwise."""
+    return tuple(
+        OFF_PEAK if _in_core_window(h, off_peak_start, off_peak_end) else ON_PEAK for h in range(HALF_HOURS)
+    )
+
+
 def half_hours_touched(slot: Slot, tz: ZoneInfo) -> Iterable[tuple[date, int]]:
     """Yield (local date, half-hour index) for every half-hour the slot touches.
 
@@ -118,10 +125,7 @@ def plan_week(inputs: TariffInputs) -> WeekPlan:
     today = inputs.now.astimezone(tz).date()
     dates = [today + timedelta(days=k) for k in range(DAYS)]
     by_date = {d: i for i, d in enumerate(dates)}
-    default = [
-        OFF_PEAK if _in_core_window(h, inputs.off_peak_start, inputs.off_peak_end) else ON_PEAK
-        for h in range(HALF_HOURS)
-    ]
+    default = default_day(inputs.off_peak_start, inputs.off_peak_end)
     days = [list(default) for _ in dates]
     rank = {label: i for i, label in enumerate(PRECEDENCE)}
 

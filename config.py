@@ -1,0 +1,308 @@
+"""Reading and checking the INI config; every problem is collected and reported at once."""
+
+from __future__ import annotations
+
+import configparser
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from errors import ConfigError
+
+T = TypeVar("T")
+
+EXAMPLE_PATH = Path(__file__).with_name("config.txt.example")
+
+# Environment variables that may hold secrets instead of the file (they win over the file).
+ENV_SECRETS = {
+    ("octopus", "api_key"): "OCTOPUS_API_KEY",
+    ("tesla", "api_key"): "TESLA_API_KEY",
+    ("mqtt", "password"): "MQTT_PASSWORD",
+}
+REQUIRED_FOR_RUN = [("octopus", "api_key"), ("octopus", "account_number")]
+REQUIRED_FOR_POST = [("tesla", "api_key"), ("tesla", "site_id")]
+
+
+@dataclass(frozen=True)
+class OctopusConfig:
+    api_key: str = field(repr=False)
+    account_number: str
+    graphql_url: str
+    backend_graphql_url: str
+    rest_url: str
+
+
+@dataclass(frozen=True)
+class TeslaConfig:
+    api_key: str = field(repr=False)
+    site_id: str
+    api_base_url: str
+    verify_hours: float
+
+
+@dataclass(frozen=True)
+class TariffConfig:
+    rates_auto: bool
+    import_peak: float | None
+    import_off_peak: float | None
+    export_peak: float | None
+    export_off_peak: float | None
+    off_peak_start: time
+    off_peak_end: time
+    time_zone: str
+    name: str
+    utility: str
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    free_electricity: bool
+    saving_sessions: bool
+    min_saving_offset: float
+    saving_sessions_poll_minutes: int
+    auto_join_saving_sessions: bool
+    auto_join_min_reward: float
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    tls: bool
+    ca_certs: str
+    enable_topic: str
+    state_topic: str
+    wait_seconds: float
+    default_when_no_flag: bool
+    default_when_unreachable: bool
+    discovery: bool
+    discovery_prefix: str
+
+
+@dataclass(frozen=True)
+class DebugConfig:
+    dry_run: bool
+    force: bool
+    debug: bool
+    log_file: Path
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    octopus: OctopusConfig
+    tesla: TeslaConfig
+    tariff: TariffConfig
+    features: FeaturesConfig
+    mqtt: MqttConfig
+    debug: DebugConfig
+
+    @property
+    def state_path(self) -> Path:
+        # One state file per config, beside it, so several configs never share one.
+        return self.path.with_name(self.path.name + ".state.json")
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def secrets(self) -> list[str]:
+        """Values that must never reach a log line or the terminal."""
+        values = [self.octopus.api_key, self.tesla.api_key, self.mqtt.password]
+        return [v for v in values if v]
+
+
+def is_placeholder(value: str) -> bool:
+    v = value.strip()
+    return not v or v.startswith("<") or "XXXX" in v.upper()
+
+
+class _Reader:
+    """Typed access to the parsed INI that records problems instead of raising on the first."""
+
+    def __init__(self, parser: configparser.ConfigParser, path: Path, env: Mapping[str, str]) -> None:
+        self.parser = parser
+        self.path = path
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, section: str, key: str, default: str = "") -> str:
+        env_name = ENV_SECRETS.get((section, key))
+        if env_name and self.env.get(env_name):
+            return self.env[env_name].strip()
+        return self.parser.get(section, key, fallback=default).strip()
+
+    def problem(self, section: str, key: str, message: str) -> None:
+        self.problems.append(f"{self.path}: [{section}] {key}: {message}")
+
+    def text(self, section: str, key: str, default: str = "") -> str:
+        return self.raw(section, key, default)
+
+    def convert(self, section: str, key: str, default: str, parse: Callable[[str], T], hint: str, fallback: T) -> T:
+        value = self.raw(section, key, default)
+        try:
+            return parse(value)
+        except ValueError:
+            self.problem(section, key, f"{value!r} is not {hint}")
+            return fallback
+
+    def number(self, section: str, key: str, default: str, *, minimum: float = 0.0) -> float:
+        value = self.convert(section, key, default, float, "a number (e.g. 0.30)", minimum)
+        if value < minimum:
+            self.problem(section, key, f"{value} must be at least {minimum}")
+        return value
+
+    def optional_number(self, section: str, key: str) -> float | None:
+        if not self.raw(section, key):
+            return None
+        return self.number(section, key, "")
+
+    def boolean(self, section: str, key: str, default: str) -> bool:
+        return self.convert(section, key, default, _parse_bool, "true or false", False)
+
+    def clock(self, section: str, key: str, default: str) -> time:
+        return self.convert(section, key, default, _parse_time, "a time HH:MM on :00 or :30", time(0, 0))
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(value)
+
+
+def _parse_time(value: str) -> time:
+    parsed = time.fromisoformat(value)
+    if parsed.minute not in (0, 30) or parsed.second:
+        raise ValueError(value)
+    return parsed
+
+
+def load_config(
+    path: Path, env: Mapping[str, str] | None = None, *, need_octopus: bool = True, need_tesla: bool = True
+) -> Config:
+    """Parse and check the config; raise ConfigError listing every problem found."""
+    env = os.environ if env is None else env
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except configparser.Error as err:
+        raise ConfigError([f"{path}: not a valid INI file: {err}"]) from err
+    r = _Reader(parser, path, env)
+    required = (REQUIRED_FOR_RUN if need_octopus else []) + (REQUIRED_FOR_POST if need_tesla else [])
+    for section, key in required:
+        if is_placeholder(r.raw(section, key)):
+            env_name = ENV_SECRETS.get((section, key))
+            alt = f" (or set {env_name})" if env_name else ""
+            r.problem(section, key, f"missing or still a placeholder; fill it in{alt}")
+
+    zone = r.text("tariff", "time_zone", "Europe/London")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        r.problem("tariff", "time_zone", f"{zone!r} is not an IANA time zone such as Europe/London")
+        zone = "Europe/London"
+
+    rates_mode = r.text("tariff", "rates", "manual").lower()
+    if rates_mode not in ("auto", "manual"):
+        r.problem("tariff", "rates", f"{rates_mode!r} must be auto or manual")
+    rates_auto = rates_mode == "auto"
+    import_peak = r.optional_number("tariff", "import_peak")
+    import_off_peak = r.optional_number("tariff", "import_off_peak")
+    export_peak = r.optional_number("tariff", "export")
+    export_off_peak = r.optional_number("tariff", "export_off_peak")
+    if not rates_auto:
+        for key, value in (("import_peak", import_peak), ("import_off_peak", import_off_peak), ("export", export_peak)):
+            if value is None and r.raw("tariff", key) == "":
+                r.problem("tariff", key, "missing; give a price in GBP/kWh or set rates = auto")
+
+    state_dir = path.parent
+    log_default = str(state_dir / (path.name + ".log"))
+    mqtt_enabled = r.boolean("mqtt", "enabled", "false")
+    if mqtt_enabled and not r.text("mqtt", "host"):
+        r.problem("mqtt", "host", "missing; needed when enabled = true")
+
+    config = Config(
+        path=path,
+        octopus=OctopusConfig(
+            api_key=r.raw("octopus", "api_key"),
+            account_number=r.text("octopus", "account_number"),
+            graphql_url=r.text("octopus", "graphql_url", "https://api.octopus.energy/v1/graphql/"),
+            backend_graphql_url=r.text(
+                "octopus", "backend_graphql_url", "https://api.backend.octopus.energy/v1/graphql/"
+            ),
+            rest_url=r.text("octopus", "rest_url", "https://api.octopus.energy/v1/"),
+        ),
+        tesla=TeslaConfig(
+            api_key=r.raw("tesla", "api_key"),
+            site_id=r.text("tesla", "site_id"),
+            api_base_url=r.text("tesla", "api_base_url", "https://api.tessie.com").rstrip("/"),
+            verify_hours=r.number("tesla", "verify_hours", "1"),
+        ),
+        tariff=TariffConfig(
+            rates_auto=rates_auto,
+            import_peak=import_peak,
+            import_off_peak=import_off_peak,
+            export_peak=export_peak,
+            export_off_peak=export_off_peak,
+            off_peak_start=r.clock("tariff", "off_peak_start", "23:30"),
+            off_peak_end=r.clock("tariff", "off_peak_end", "05:30"),
+            time_zone=zone,
+            name=r.text("tariff", "name", "Intelligent Octopus Go"),
+            utility=r.text("tariff", "utility", "Octopus Energy"),
+        ),
+        features=FeaturesConfig(
+            free_electricity=r.boolean("features", "free_electricity", "true"),
+            saving_sessions=r.boolean("features", "saving_sessions", "true"),
+            min_saving_offset=r.number("features", "min_saving_offset", "0.10"),
+            saving_sessions_poll_minutes=int(r.number("features", "saving_sessions_poll_minutes", "15")),
+            auto_join_saving_sessions=r.boolean("features", "auto_join_saving_sessions", "false"),
+            auto_join_min_reward=r.number("features", "auto_join_min_reward", "1.00"),
+        ),
+        mqtt=MqttConfig(
+            enabled=mqtt_enabled,
+            host=r.text("mqtt", "host"),
+            port=int(r.number("mqtt", "port", "1883", minimum=1)),
+            username=r.text("mqtt", "username"),
+            password=r.raw("mqtt", "password"),
+            tls=r.boolean("mqtt", "tls", "false"),
+            ca_certs=r.text("mqtt", "ca_certs"),
+            enable_topic=r.text("mqtt", "enable_topic", "io_powerwall_scheduler/enabled"),
+            state_topic=r.text("mqtt", "state_topic", "io_powerwall_scheduler/state"),
+            wait_seconds=r.number("mqtt", "wait_seconds", "3"),
+            default_when_no_flag=r.boolean("mqtt", "run_when_no_flag", "true"),
+            default_when_unreachable=r.boolean("mqtt", "run_when_unreachable", "true"),
+            discovery=r.boolean("mqtt", "discovery", "false"),
+            discovery_prefix=r.text("mqtt", "discovery_prefix", "homeassistant"),
+        ),
+        debug=DebugConfig(
+            dry_run=r.boolean("debug", "dry_run", "false"),
+            force=r.boolean("debug", "force", "false"),
+            debug=r.boolean("debug", "debug", "false"),
+            log_file=Path(r.text("debug", "log_file", log_default) or log_default),
+            timeout_seconds=r.number("debug", "timeout_seconds", "10", minimum=0.1),
+        ),
+    )
+    if r.problems:
+        raise ConfigError(r.problems)
+    return config
+
+
+def write_template(path: Path) -> None:
+    """Create a config from the documented example, readable only by its owner (it will hold keys)."""
+    text = EXAMPLE_PATH.read_text(encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)

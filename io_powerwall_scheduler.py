@@ -1,0 +1,499 @@
+#!/usr/bin/env python3
+"""IO Powerwall Scheduler: keep a Powerwall's Tesla tariff in step with Intelligent Octopus Go.
+
+Run from cron every minute:  python3 io_powerwall_scheduler.py /path/to/config.txt
+Each run gathers (Octopus slots, clock, state), decides (a pure tariff build) and applies
+(post to Tesla only when the tariff changed, then record it).
+Exit codes: 0 done or nothing to do, 1 a service failed, 2 the config needs fixing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from config import Config, load_config, write_template
+from errors import ConfigError, CredentialsRejected, InvalidTariff, SchedulerError, ServiceError, ServiceUnavailable
+from free_electricity import parse_power_ups
+from octopus import parse_dispatches
+from savings_sessions import SessionPlan, parse_session_events, plan_sessions
+from schedule_view import render_schedule
+from state import load_state, run_lock, save_state
+from tariff import (
+    Rates,
+    Slot,
+    TariffInputs,
+    WeekPlan,
+    build_tariff,
+    default_day,
+    price_grid,
+    tariff_digest,
+    validate_tariff,
+)
+
+if TYPE_CHECKING:
+    from octopus import Kraken
+    from tesla import TeslaSite
+
+log = logging.getLogger("io_powerwall_scheduler")
+HERE = Path(__file__).resolve().parent
+SAMPLE_DIR = HERE / "sample_data"
+EXIT_OK, EXIT_SERVICE, EXIT_CONFIG = 0, 1, 2
+BACKOFF_MINUTES = (5, 10, 20, 30)
+STILL_FAILING_EVERY = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Options:
+    dry_run: bool = False
+    show: bool = False
+    force: bool = False
+    debug: bool = False
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Gathered:
+    dispatches: list[Slot]
+    free_slots: list[Slot]
+    sessions: SessionPlan
+    rates: Rates
+    octopus_requests: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    result: str
+    posted: bool = False
+    digest: str = ""
+    plan: WeekPlan | None = None
+    tesla_requests: int = 0
+    octopus_requests: int = 0
+
+
+# ---- logging -----------------------------------------------------------------------------
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces every configured secret, and any Kraken token, wherever it appears in a record."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 4]
+
+    def add(self, secret: str) -> None:
+        if len(secret) >= 4 and secret not in self.secrets:
+            self.secrets.append(secret)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
+        record.msg, record.args = message, None
+        return True
+
+
+def setup_logging(log_file: Path | None, secrets: Sequence[str], *, debug: bool) -> RedactSecrets:
+    redactor = RedactSecrets(secrets)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    handlers: list[logging.Handler] = []
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handlers.append(file_handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if debug else logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handlers.append(console)
+    for handler in handlers:
+        handler.addFilter(redactor)
+        root.addHandler(handler)
+    # urllib3 would log full URLs at debug; nothing it says is worth a secret leaking.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    return redactor
+
+
+# ---- gather ------------------------------------------------------------------------------
+
+
+def gather(config: Config, kraken: Kraken, now: datetime, state: dict[str, Any]) -> Gathered:
+    """Everything the decision needs from Octopus; raises rather than return partial data."""
+    from rates import cached_auto_rates, resolve_rates
+
+    features = config.features
+    dispatches, power_up_data = kraken.dispatches_and_power_ups(power_ups=features.free_electricity)
+    free = parse_power_ups(power_up_data, now) if features.free_electricity else []
+    auto = cached_auto_rates(kraken, now) if config.tariff.rates_auto else None
+    rates = resolve_rates(config.tariff, auto)
+    sessions = SessionPlan([], [], [])
+    if features.saving_sessions or features.free_electricity:
+        poll = timedelta(minutes=max(features.saving_sessions_poll_minutes, 1))
+        data = kraken.cached("saving_sessions", poll, kraken.saving_sessions)
+        events = parse_session_events(data, now)
+        sessions = plan_sessions(
+            events,
+            export_rate=rates.export_peak,
+            min_offset=features.min_saving_offset,
+            auto_join_min_reward=features.auto_join_min_reward if features.auto_join_saving_sessions else None,
+        )
+        for code in sessions.to_join:
+            if code in kraken.join_saving_session(code):
+                log.info("Joined saving session %s; it shapes the tariff from the next run", code)
+            else:
+                log.warning("Asked to join saving session %s but Octopus did not confirm it", code)
+        if sessions.to_join:
+            # What the account has joined changed: read the sessions again next run.
+            kraken.state.pop("saving_sessions", None)
+        if not features.saving_sessions:
+            sessions = SessionPlan([], sessions.free_slots, [])
+        if not features.free_electricity:
+            sessions = SessionPlan(sessions.saving_sessions, [], [])
+    return Gathered(
+        dispatches=dispatches,
+        free_slots=sorted(set(free) | set(sessions.free_slots), key=lambda s: s.start),
+        sessions=sessions,
+        rates=rates,
+        octopus_requests=kraken.requests_made,
+    )
+
+
+# ---- decide (pure) -----------------------------------------------------------------------
+
+
+def decide(config: Config, gathered: Gathered, now: datetime) -> tuple[WeekPlan, dict[str, Any], str]:
+    plan, tariff = build_tariff(
+        TariffInputs(
+            now=now,
+            time_zone=config.tariff.time_zone,
+            off_peak_start=config.tariff.off_peak_start,
+            off_peak_end=config.tariff.off_peak_end,
+            rates=gathered.rates,
+            dispatches=gathered.dispatches,
+            free_slots=gathered.free_slots,
+            saving_sessions=gathered.sessions.saving_sessions,
+            name=config.tariff.name,
+            utility=config.tariff.utility,
+        )
+    )
+    problems = validate_tariff(tariff)
+    if problems:
+        raise InvalidTariff("; ".join(problems[:5]))
+    return plan, tariff, tariff_digest(tariff)
+
+
+def describe(plan: WeekPlan, config: Config) -> str:
+    """Short text of what differs from the plain IOG pattern, for the log."""
+    default = default_day(config.tariff.off_peak_start, config.tariff.off_peak_end)
+    parts = []
+    for weekday, labels in enumerate(plan.grid):
+        h = 0
+        while h < 48:
+            if labels[h] == default[h]:
+                h += 1
+                continue
+            end = h
+            while end < 48 and labels[end] == labels[h] and labels[end] != default[end]:
+                end += 1
+            day = plan.dates[weekday]
+            parts.append(f"{day:%a %d %b} {h // 2:02d}:{h % 2 * 30:02d}-{end // 2 % 24:02d}:{end % 2 * 30:02d} {labels[h]}")
+            h = end
+    return ", ".join(parts) or "no extra slots"
+
+
+# ---- apply -------------------------------------------------------------------------------
+
+
+def tariffs_match(live_info: dict[str, Any], ours: dict[str, Any]) -> bool:
+    live = live_info.get("tariff_content_v2")
+    if not isinstance(live, dict):
+        return False
+    want, have = price_grid(ours), price_grid(live)
+    if want is None or have is None:
+        return False
+    return all(a[0] == b[0] and abs(a[1] - b[1]) < 1e-4 and abs(a[2] - b[2]) < 1e-4 for a, b in zip(want, have, strict=True))
+
+
+def apply(
+    config: Config, tesla: TeslaSite, tariff: dict[str, Any], digest: str, state: dict[str, Any], now: datetime, *,
+    force: bool,
+) -> tuple[str, bool]:
+    """Post when changed (or forced, or the live tariff drifted); record only confirmed posts."""
+    site = config.tesla.site_id
+    mem = state.setdefault("tesla", {})
+    if mem.get("site_id") != site:
+        mem.clear()
+        mem["site_id"] = site
+    verified_at = float(mem.get("verified_at", 0))
+    verify_due = now.timestamp() - verified_at >= config.tesla.verify_hours * 3600
+    if digest == mem.get("posted_hash") and not force:
+        if not verify_due:
+            return "unchanged", False
+        mem["verified_at"] = now.timestamp()
+        if tariffs_match(tesla.site_info(site), tariff):
+            log.debug("Live tariff still matches ours")
+            return "verified", False
+        log.warning("The live tariff differs from the one we posted (changed elsewhere?); posting ours again")
+    tesla.post_tariff(site, tariff)
+    if not tariffs_match(tesla.site_info(site), tariff):
+        mem.pop("posted_hash", None)
+        raise ServiceUnavailable("Tesla", "post reported success but the live tariff differs; will retry next run")
+    mem.update(posted_hash=digest, posted_at=now.timestamp(), verified_at=now.timestamp())
+    return "posted", True
+
+
+# ---- the run -----------------------------------------------------------------------------
+
+
+def _note_failure(state: dict[str, Any], err: ServiceError, now: datetime) -> None:
+    """Log a failure once, then hourly while it lasts (a cron job must not flood its log)."""
+    failing = state.setdefault("failing", {})
+    reason = str(err)
+    if failing.get("reason") != reason:
+        log.error("%s; keeping the current tariff", reason)
+        failing.update(reason=reason, since=now.timestamp(), logged=now.timestamp(), runs=1)
+        return
+    failing["runs"] = int(failing.get("runs", 0)) + 1
+    if now.timestamp() - float(failing.get("logged", 0)) >= STILL_FAILING_EVERY.total_seconds():
+        log.warning("Still failing after %d runs: %s", failing["runs"], reason)
+        failing["logged"] = now.timestamp()
+    else:
+        log.debug("Still failing: %s", reason)
+
+
+def _note_success(state: dict[str, Any]) -> None:
+    failing = state.pop("failing", None)
+    if failing:
+        log.info("Services back after %s failed run(s)", failing.get("runs", 1))
+
+
+def _rate_limited(state: dict[str, Any], now: datetime) -> None:
+    backoff = state.setdefault("backoff", {})
+    step = min(int(backoff.get("step", -1)) + 1, len(BACKOFF_MINUTES) - 1)
+    backoff.update(step=step, until=now.timestamp() + BACKOFF_MINUTES[step] * 60)
+
+
+def run(config: Config, opts: Options, now: datetime, redactor: RedactSecrets | None = None) -> int:
+    state = load_state(config.state_path)
+    try:
+        outcome = _run(config, opts, now, state, redactor)
+    except CredentialsRejected as err:
+        log.error("%s: check %s in %s", err, err.key, config.path)
+        outcome = Outcome(result=f"error: {err}")
+        code = EXIT_CONFIG
+    except ConfigError as err:
+        for problem in err.problems:
+            log.error("%s", problem)
+        outcome, code = Outcome(result="config error"), EXIT_CONFIG
+    except ServiceError as err:
+        _note_failure(state, err, now)
+        if "rate limited" in err.reason:
+            _rate_limited(state, now)
+        outcome, code = Outcome(result=f"error: {err}"), EXIT_SERVICE
+    except InvalidTariff as err:
+        log.error("Built an invalid tariff (a bug, nothing posted): %s", err)
+        outcome, code = Outcome(result="error: invalid tariff"), EXIT_SERVICE
+    else:
+        code = EXIT_OK
+        if outcome.result not in ("disabled", "backing off"):
+            _note_success(state)
+            state.pop("backoff", None)
+    finally:
+        if not opts.dry_run and not opts.show:
+            save_state(config.state_path, state)
+    if config.mqtt.enabled and not opts.dry_run and not opts.show and outcome.result != "disabled":
+        from mqtt_switch import publish_status
+
+        publish_status(config.mqtt, outcome, now, state, timeout=config.mqtt.wait_seconds)
+    return code
+
+
+def _run(config: Config, opts: Options, now: datetime, state: dict[str, Any], redactor: RedactSecrets | None) -> Outcome:
+    if config.mqtt.enabled and not opts.force:
+        from mqtt_switch import read_enable_flag
+
+        if not read_enable_flag(config.mqtt):
+            log.debug("Disabled by the MQTT flag")
+            return Outcome(result="disabled")
+    until = float((state.get("backoff") or {}).get("until", 0))
+    if now.timestamp() < until and not opts.force:
+        log.debug("Backing off Octopus until %s", datetime.fromtimestamp(until, timezone.utc).isoformat())
+        return Outcome(result="backing off")
+
+    import requests
+
+    from octopus import Kraken
+    from tesla import TeslaSite
+
+    with requests.Session() as session:
+        kraken = Kraken(session, config.octopus, state, timeout=config.debug.timeout_seconds, clock=now.timestamp)
+        gathered = gather(config, kraken, now, state)
+        if redactor is not None and kraken.state.get("token"):
+            redactor.add(str(kraken.state["token"]))
+        plan, tariff, digest = decide(config, gathered, now)
+        if opts.show:
+            print(render_schedule(plan, now, config.tariff.time_zone, gathered.rates))
+        if opts.dry_run:
+            print(json.dumps({"tou_settings": {"tariff_content_v2": tariff}}, indent=2))
+        if opts.dry_run or opts.show:
+            return Outcome(result="dry run", digest=digest, plan=plan, octopus_requests=kraken.requests_made)
+        tesla = TeslaSite(session, config.tesla.api_base_url, config.tesla.api_key, timeout=config.debug.timeout_seconds)
+        result, posted = apply(config, tesla, tariff, digest, state, now, force=opts.force)
+    if posted:
+        log.info("Posted tariff %s: %s", digest[:12], describe(plan, config))
+    else:
+        log.debug("Tariff %s %s", digest[:12], result)
+    log.debug("Requests this run: Octopus %d, Tesla %d", kraken.requests_made, tesla.requests_made)
+    return Outcome(result=result, posted=posted, digest=digest, plan=plan,
+                   tesla_requests=tesla.requests_made, octopus_requests=kraken.requests_made)
+
+
+# ---- sample data (no credentials needed) --------------------------------------------------
+
+
+def load_sample(now: datetime | None) -> tuple[Config, Gathered, datetime]:
+    """The bundled recorded Octopus answers, run through the same parsers as live data."""
+    meta = json.loads((SAMPLE_DIR / "sample.json").read_text(encoding="utf-8"))
+    config = load_config(HERE / "config.txt.example", env={}, need_octopus=False, need_tesla=False)
+    when = now or datetime.fromisoformat(meta["recorded_at"])
+    kraken_data = json.loads((SAMPLE_DIR / "kraken_dispatches.json").read_text(encoding="utf-8"))["data"]
+    session_data = json.loads((SAMPLE_DIR / "saving_sessions.json").read_text(encoding="utf-8"))["data"]
+    from rates import resolve_rates
+
+    rates = resolve_rates(config.tariff, None)
+    sessions = plan_sessions(
+        parse_session_events(session_data, when),
+        export_rate=rates.export_peak,
+        min_offset=config.features.min_saving_offset,
+        auto_join_min_reward=None,
+    )
+    gathered = Gathered(
+        dispatches=parse_dispatches(kraken_data),
+        free_slots=parse_power_ups(kraken_data, when) + sessions.free_slots,
+        sessions=sessions,
+        rates=rates,
+    )
+    return config, gathered, when
+
+
+def run_sample(opts: Options) -> int:
+    config, gathered, when = load_sample(opts.at)
+    plan, tariff, _ = decide(config, gathered, when)
+    view = render_schedule(plan, when, config.tariff.time_zone, gathered.rates, note=" - bundled sample data")
+    if opts.dry_run:
+        print(view, file=sys.stderr)
+        print(json.dumps({"tou_settings": {"tariff_content_v2": tariff}}, indent=2))
+    else:
+        print(view)
+        print("\nThis was a dry run on bundled sample data; nothing was posted. "
+              "Run with a config path (see README) to use your own account.")
+    return EXIT_OK
+
+
+# ---- command line ------------------------------------------------------------------------
+
+
+def _iso(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} needs a UTC offset, e.g. 2026-11-25T14:00:00+00:00")
+    return parsed
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", default="config.txt", help="INI config file (default: config.txt)")
+    parser.add_argument("--dry-run", action="store_true", help="print the JSON body that would be posted; post nothing")
+    parser.add_argument("--show", action="store_true", help="print the next 24 hours as a timeline; post nothing")
+    parser.add_argument("--force", action="store_true", help="post even if unchanged; ignore the MQTT flag")
+    parser.add_argument("--debug", action="store_true", help="log every step")
+    parser.add_argument("--at", type=_iso, help="compute as if it were this ISO 8601 time (previews, replays)")
+    parser.add_argument("--sample", action="store_true", help="use bundled sample data; needs no config or keys")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    opts = Options(dry_run=args.dry_run, show=args.show, force=args.force, debug=args.debug, at=args.at)
+    if args.sample:
+        setup_logging(None, [], debug=args.debug)
+        return run_sample(opts)
+    path = Path(args.config).expanduser().resolve()
+    if not path.exists():
+        write_template(path)
+        print(f"No config at {path}; wrote a template there (readable only by you).\n"
+              f"Fill in the <...> values under [octopus] and [tesla], then run again.\n"
+              f"To look around first:  python3 {Path(sys.argv[0]).name} --sample", file=sys.stderr)
+        return EXIT_CONFIG
+    dry = opts.dry_run or opts.show
+    try:
+        config = load_config(path, need_tesla=not dry)
+    except ConfigError as err:
+        print(f"Config problems in {path}:", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    if config.debug.dry_run or config.debug.force:
+        opts = Options(dry_run=opts.dry_run or config.debug.dry_run, show=opts.show, force=opts.force or config.debug.force,
+                       debug=opts.debug, at=opts.at)
+    redactor = setup_logging(config.debug.log_file, config.secrets(), debug=opts.debug or config.debug.debug)
+    now = opts.at or datetime.now(timezone.utc)
+    with run_lock(config.lock_path) as acquired:
+        if not acquired:
+            log.debug("Another run for %s is still going; leaving it to finish", path)
+            return EXIT_OK
+        return run(config, opts, now, redactor)
+
+
+def list_events(argv: Sequence[str], kind: str) -> int:
+    """Shared by free_electricity.py and savings_sessions.py: print upcoming events."""
+    import requests
+
+    from octopus import Kraken
+
+    path = Path(argv[0] if argv else "config.txt").expanduser().resolve()
+    try:
+        config = load_config(path, need_tesla=False)
+    except (ConfigError, OSError) as err:
+        print(f"{path}: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(None, config.secrets(), debug=False)
+    now = datetime.now(timezone.utc)
+    state = load_state(config.state_path)
+    try:
+        with requests.Session() as session:
+            kraken = Kraken(session, config.octopus, state, timeout=config.debug.timeout_seconds)
+            if kind == "power_ups":
+                _, data = kraken.dispatches_and_power_ups(power_ups=True)
+                for slot in parse_power_ups(data, now):
+                    print(f"Power Up  {slot.start.isoformat()} - {slot.end.isoformat()}")
+            else:
+                for event in parse_session_events(kraken.saving_sessions(), now):
+                    status = "joined" if event.joined else "not joined"
+                    print(f"{'Power Down' if event.kind == 'down' else 'Power Up'} {event.code} "
+                          f"{event.slot.start.isoformat()} - {event.slot.end.isoformat()} "
+                          f"£{event.reward:.2f}/kWh {status}")
+    except CredentialsRejected as err:
+        print(f"{err}: check {err.key} in {path}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SchedulerError as err:
+        print(str(err), file=sys.stderr)
+        return EXIT_SERVICE
+    finally:
+        save_state(config.state_path, state)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""A plain-text view of the next 24 hours of a week plan, for people rather than Tesla."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from tariff import OFF_PEAK, ON_PEAK, PARTIAL_PEAK, SUPER_OFF_PEAK, Rates, WeekPlan
+
+SYMBOL = {ON_PEAK: "#", OFF_PEAK: ".", SUPER_OFF_PEAK: "0", PARTIAL_PEAK: "!"}
+NAME = {
+    ON_PEAK: "peak",
+    OFF_PEAK: "off-peak",
+    SUPER_OFF_PEAK: "free (Power Up)",
+    PARTIAL_PEAK: "saving session (Power Down)",
+}
+
+
+def next_24_hours(plan: WeekPlan, now: datetime, time_zone: str) -> list[tuple[datetime, str]]:
+    """(local start, label) for the 48 wall-clock half-hours from the current one."""
+    tz = ZoneInfo(time_zone)
+    local = now.astimezone(tz)
+    cursor = local.replace(minute=local.minute - local.minute % 30, second=0, microsecond=0)
+    out = []
+    for _ in range(48):
+        wall = cursor.astimezone(tz)
+        out.append((wall, plan.grid[wall.weekday()][wall.hour * 2 + wall.minute // 30]))
+        cursor = (cursor.astimezone(ZoneInfo("UTC")) + timedelta(minutes=30)).astimezone(tz)
+    return out
+
+
+def render_schedule(plan: WeekPlan, now: datetime, time_zone: str, rates: Rates, *, note: str = "") -> str:
+    slots = next_24_hours(plan, now, time_zone)
+    lines = [f"Schedule for the next 24 hours from {slots[0][0]:%a %d %b %H:%M} ({time_zone}){note}"]
+    bar = "".join(SYMBOL[label] for _, label in slots)
+    lines.append(f"  {bar}   (one character per half-hour: # peak, . off-peak, 0 free, ! saving session)")
+    lines.append("")
+    start = 0
+    while start < len(slots):
+        end = start
+        while end < len(slots) and slots[end][1] == slots[start][1]:
+            end += 1
+        label = slots[start][1]
+        first = slots[start][0]
+        last = slots[end - 1][0] + timedelta(minutes=30)
+        buy, sell = plan.prices[label]
+        lines.append(
+            f"  {first:%a %H:%M} - {last:%H:%M}  {SYMBOL[label]} {NAME[label]:<28} buy £{buy:.4f}  sell £{sell:.4f} /kWh"
+        )
+        start = end
+    lines.append("")
+    lines.append(
+        f"Rates in use: import peak £{rates.import_peak:.4f}, off-peak £{rates.import_off_peak:.4f}, "
+        f"export £{rates.export_peak:.4f} (off-peak export £{rates.export_off_peak:.4f}) per kWh"
+    )
+    return "\n".join(lines)
