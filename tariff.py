@@ -269,8 +269,10 @@ def _minute(period: Mapping[str, Any], hour_key: str, minute_key: str) -> int:
 def expand_side(side: Mapping[str, Any]) -> list[list[list[str]]]:
     """Labels covering each minute of the week: grid[weekday][minute] -> labels claiming it.
 
-    Accepts Tesla's read-back form: zero fields omitted, a missing toDayOfWeek meaning 6,
-    an end of 0:00 or 24:00 meaning midnight, and periods that wrap past midnight.
+    Accepts Tesla's read-back form: proto3-style JSON that omits every zero field (so a
+    missing toDayOfWeek is 0: the live fixture in tesla_tariff_api.md spells out a 6, and a
+    Monday-only period would otherwise read as the whole week), an end of 0:00 or 24:00 meaning
+    midnight, and periods that wrap past midnight.
     """
     grid: list[list[list[str]]] = [[[] for _ in range(MINUTES_PER_DAY)] for _ in range(DAYS)]
     seasons = side.get("seasons") or {}
@@ -278,7 +280,7 @@ def expand_side(side: Mapping[str, Any]) -> list[list[list[str]]]:
         for label, entry in ((season or {}).get("tou_periods") or {}).items():
             for p in (entry or {}).get("periods") or []:
                 first = int(p.get("fromDayOfWeek", 0))
-                last = int(p.get("toDayOfWeek", 6))
+                last = int(p.get("toDayOfWeek", 0))
                 start = _minute(p, "fromHour", "fromMinute")
                 end = _minute(p, "toHour", "toMinute")
                 end = MINUTES_PER_DAY if end in (0, MINUTES_PER_DAY) else end
