@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,7 +207,9 @@ def describe(plan: WeekPlan, config: Config) -> str:
             while end < 48 and labels[end] == labels[h] and labels[end] != default[end]:
                 end += 1
             day = plan.dates[weekday]
-            parts.append(f"{day:%a %d %b} {h // 2:02d}:{h % 2 * 30:02d}-{end // 2 % 24:02d}:{end % 2 * 30:02d} {labels[h]}")
+            parts.append(
+                f"{day:%a %d %b} {h // 2:02d}:{h % 2 * 30:02d}-{end // 2 % 24:02d}:{end % 2 * 30:02d} {labels[h]}"
+            )
             h = end
     return ", ".join(parts) or "no extra slots"
 
@@ -222,11 +224,19 @@ def tariffs_match(live_info: dict[str, Any], ours: dict[str, Any]) -> bool:
     want, have = price_grid(ours), price_grid(live)
     if want is None or have is None:
         return False
-    return all(a[0] == b[0] and abs(a[1] - b[1]) < 1e-4 and abs(a[2] - b[2]) < 1e-4 for a, b in zip(want, have, strict=True))
+    return all(
+        a[0] == b[0] and abs(a[1] - b[1]) < 1e-4 and abs(a[2] - b[2]) < 1e-4 for a, b in zip(want, have, strict=True)
+    )
 
 
 def apply(
-    config: Config, tesla: TeslaSite, tariff: dict[str, Any], digest: str, state: dict[str, Any], now: datetime, *,
+    config: Config,
+    tesla: TeslaSite,
+    tariff: dict[str, Any],
+    digest: str,
+    state: dict[str, Any],
+    now: datetime,
+    *,
     force: bool,
 ) -> tuple[str, bool]:
     """Post when changed (or forced, or the live tariff drifted); record only confirmed posts."""
@@ -286,6 +296,16 @@ def _rate_limited(state: dict[str, Any], now: datetime) -> None:
 
 def run(config: Config, opts: Options, now: datetime, redactor: RedactSecrets | None = None) -> int:
     state = load_state(config.state_path)
+    live = not (opts.dry_run or opts.show)
+    broker_reachable = config.mqtt.enabled
+    if config.mqtt.enabled and not opts.force:
+        from mqtt_switch import read_enable_flag
+
+        flag = read_enable_flag(config.mqtt)
+        broker_reachable = flag.reachable
+        if not flag.enabled:
+            log.debug("Disabled by MQTT (%s)", flag.reason)
+            return EXIT_OK
     try:
         outcome = _run(config, opts, now, state, redactor)
     except CredentialsRejected as err:
@@ -306,29 +326,31 @@ def run(config: Config, opts: Options, now: datetime, redactor: RedactSecrets | 
         outcome, code = Outcome(result="error: invalid tariff"), EXIT_SERVICE
     else:
         code = EXIT_OK
-        if outcome.result not in ("disabled", "backing off"):
+        if outcome.result != "backing off":
             _note_success(state)
             state.pop("backoff", None)
     finally:
-        if not opts.dry_run and not opts.show:
+        if live:
             save_state(config.state_path, state)
-    if config.mqtt.enabled and not opts.dry_run and not opts.show and outcome.result != "disabled":
-        from mqtt_switch import publish_status
+    if live and broker_reachable:
+        from mqtt_switch import publish_status, status_payload
 
-        publish_status(config.mqtt, outcome, now, state, timeout=config.mqtt.wait_seconds)
+        before = state.get("mqtt_discovery")
+        status = status_payload(
+            outcome.result, outcome.posted, outcome.digest, outcome.plan, now, config.tariff.time_zone
+        )
+        publish_status(config.mqtt, status, state)
+        if state.get("mqtt_discovery") != before:
+            save_state(config.state_path, state)
     return code
 
 
-def _run(config: Config, opts: Options, now: datetime, state: dict[str, Any], redactor: RedactSecrets | None) -> Outcome:
-    if config.mqtt.enabled and not opts.force:
-        from mqtt_switch import read_enable_flag
-
-        if not read_enable_flag(config.mqtt):
-            log.debug("Disabled by the MQTT flag")
-            return Outcome(result="disabled")
+def _run(
+    config: Config, opts: Options, now: datetime, state: dict[str, Any], redactor: RedactSecrets | None
+) -> Outcome:
     until = float((state.get("backoff") or {}).get("until", 0))
     if now.timestamp() < until and not opts.force:
-        log.debug("Backing off Octopus until %s", datetime.fromtimestamp(until, timezone.utc).isoformat())
+        log.debug("Backing off Octopus until %s", datetime.fromtimestamp(until, UTC).isoformat())
         return Outcome(result="backing off")
 
     import requests
@@ -348,15 +370,23 @@ def _run(config: Config, opts: Options, now: datetime, state: dict[str, Any], re
             print(json.dumps({"tou_settings": {"tariff_content_v2": tariff}}, indent=2))
         if opts.dry_run or opts.show:
             return Outcome(result="dry run", digest=digest, plan=plan, octopus_requests=kraken.requests_made)
-        tesla = TeslaSite(session, config.tesla.api_base_url, config.tesla.api_key, timeout=config.debug.timeout_seconds)
+        tesla = TeslaSite(
+            session, config.tesla.api_base_url, config.tesla.api_key, timeout=config.debug.timeout_seconds
+        )
         result, posted = apply(config, tesla, tariff, digest, state, now, force=opts.force)
     if posted:
         log.info("Posted tariff %s: %s", digest[:12], describe(plan, config))
     else:
         log.debug("Tariff %s %s", digest[:12], result)
     log.debug("Requests this run: Octopus %d, Tesla %d", kraken.requests_made, tesla.requests_made)
-    return Outcome(result=result, posted=posted, digest=digest, plan=plan,
-                   tesla_requests=tesla.requests_made, octopus_requests=kraken.requests_made)
+    return Outcome(
+        result=result,
+        posted=posted,
+        digest=digest,
+        plan=plan,
+        tesla_requests=tesla.requests_made,
+        octopus_requests=kraken.requests_made,
+    )
 
 
 # ---- sample data (no credentials needed) --------------------------------------------------
@@ -396,8 +426,10 @@ def run_sample(opts: Options) -> int:
         print(json.dumps({"tou_settings": {"tariff_content_v2": tariff}}, indent=2))
     else:
         print(view)
-        print("\nThis was a dry run on bundled sample data; nothing was posted. "
-              "Run with a config path (see README) to use your own account.")
+        print(
+            "\nThis was a dry run on bundled sample data; nothing was posted. "
+            "Run with a config path (see README) to use your own account."
+        )
     return EXIT_OK
 
 
@@ -432,9 +464,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = Path(args.config).expanduser().resolve()
     if not path.exists():
         write_template(path)
-        print(f"No config at {path}; wrote a template there (readable only by you).\n"
-              f"Fill in the <...> values under [octopus] and [tesla], then run again.\n"
-              f"To look around first:  python3 {Path(sys.argv[0]).name} --sample", file=sys.stderr)
+        print(
+            f"No config at {path}; wrote a template there (readable only by you).\n"
+            f"Fill in the <...> values under [octopus] and [tesla], then run again.\n"
+            f"To look around first:  python3 {Path(sys.argv[0]).name} --sample",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     dry = opts.dry_run or opts.show
     try:
@@ -445,10 +480,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  - {problem}", file=sys.stderr)
         return EXIT_CONFIG
     if config.debug.dry_run or config.debug.force:
-        opts = Options(dry_run=opts.dry_run or config.debug.dry_run, show=opts.show, force=opts.force or config.debug.force,
-                       debug=opts.debug, at=opts.at)
+        opts = Options(
+            dry_run=opts.dry_run or config.debug.dry_run,
+            show=opts.show,
+            force=opts.force or config.debug.force,
+            debug=opts.debug,
+            at=opts.at,
+        )
     redactor = setup_logging(config.debug.log_file, config.secrets(), debug=opts.debug or config.debug.debug)
-    now = opts.at or datetime.now(timezone.utc)
+    now = opts.at or datetime.now(UTC)
     with run_lock(config.lock_path) as acquired:
         if not acquired:
             log.debug("Another run for %s is still going; leaving it to finish", path)
@@ -469,7 +509,7 @@ def list_events(argv: Sequence[str], kind: str) -> int:
         print(f"{path}: {err}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(None, config.secrets(), debug=False)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     state = load_state(config.state_path)
     try:
         with requests.Session() as session:
@@ -481,9 +521,11 @@ def list_events(argv: Sequence[str], kind: str) -> int:
             else:
                 for event in parse_session_events(kraken.saving_sessions(), now):
                     status = "joined" if event.joined else "not joined"
-                    print(f"{'Power Down' if event.kind == 'down' else 'Power Up'} {event.code} "
-                          f"{event.slot.start.isoformat()} - {event.slot.end.isoformat()} "
-                          f"£{event.reward:.2f}/kWh {status}")
+                    print(
+                        f"{'Power Down' if event.kind == 'down' else 'Power Up'} {event.code} "
+                        f"{event.slot.start.isoformat()} - {event.slot.end.isoformat()} "
+                        f"£{event.reward:.2f}/kWh {status}"
+                    )
     except CredentialsRejected as err:
         print(f"{err}: check {err.key} in {path}", file=sys.stderr)
         return EXIT_CONFIG

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import http_retry
@@ -256,12 +256,21 @@ class Kraken:
         headers = {"User-Agent": USER_AGENT, **kwargs.pop("headers", {})}
         self.requests_made += 1
         response = http_retry.send(
-            self.session, method, url, service=SERVICE, timeout=self.timeout, sleep=self.sleep, headers=headers, **kwargs
+            self.session,
+            method,
+            url,
+            service=SERVICE,
+            timeout=self.timeout,
+            sleep=self.sleep,
+            headers=headers,
+            **kwargs,
         )
         if response.status_code in (401, 403):
             if "json" not in response.headers.get("Content-Type", ""):
                 # CloudFront/nginx block pages are an outage at their edge, not a bad key.
-                raise ServiceUnavailable(SERVICE, f"HTTP {response.status_code} block page", status=response.status_code)
+                raise ServiceUnavailable(
+                    SERVICE, f"HTTP {response.status_code} block page", status=response.status_code
+                )
             raise _Reauthenticate(str(response.status_code))
         if response.status_code == 404:
             return None
@@ -270,7 +279,9 @@ class Kraken:
         try:
             return response.json()
         except ValueError as err:
-            raise ServiceUnavailable(SERVICE, "answer is not JSON (an error page?)", status=response.status_code) from err
+            raise ServiceUnavailable(
+                SERVICE, "answer is not JSON (an error page?)", status=response.status_code
+            ) from err
 
     def graphql(
         self,
@@ -325,7 +336,8 @@ class Kraken:
         token = result.get("token")
         if not isinstance(token, str) or not token:
             raise BadResponse(SERVICE, "obtainKrakenToken returned no token")
-        payload = result.get("payload") if isinstance(result.get("payload"), dict) else {}
+        raw_payload = result.get("payload")
+        payload = raw_payload if isinstance(raw_payload, dict) else {}
         expires = payload.get("exp") or _jwt_expiry(token) or self.clock() + 3600
         self.state.update(
             token=token,
@@ -338,7 +350,9 @@ class Kraken:
     def _request_token(self, auth_input: Mapping[str, str]) -> Any:
         try:
             return self._request(
-                "POST", self.config.graphql_url, json={"query": TOKEN_MUTATION, "variables": {"input": dict(auth_input)}}
+                "POST",
+                self.config.graphql_url,
+                json={"query": TOKEN_MUTATION, "variables": {"input": dict(auth_input)}},
             )
         except _Reauthenticate as err:
             raise CredentialsRejected(SERVICE, f"token request refused ({err})", key="[octopus] api_key") from err
@@ -372,7 +386,8 @@ class Kraken:
         if not isinstance(devices, list):
             raise BadResponse(SERVICE, "devices missing from the answer")
         live = [
-            d for d in devices
+            d
+            for d in devices
             if isinstance(d, dict)
             and d.get("deviceType") == "ELECTRIC_VEHICLES"
             and ((d.get("status") or {}).get("current") or "LIVE") == "LIVE"
@@ -404,7 +419,9 @@ class Kraken:
         if device is None:
             if mpan is None:
                 return [], None
-            data = self.graphql(POWER_UPS_QUERY, {"accountNumber": account, "mpan": mpan, "campaignSlug": "free_electricity"})
+            data = self.graphql(
+                POWER_UPS_QUERY, {"accountNumber": account, "mpan": mpan, "campaignSlug": "free_electricity"}
+            )
             return [], data
         if mpan is None:
             data = self.graphql(DISPATCHES_QUERY, {"accountNumber": account, "deviceId": device})
@@ -427,4 +444,4 @@ class Kraken:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from config import TariffConfig
@@ -41,9 +41,11 @@ def band_prices(body: Any) -> list[float]:
 
 def fetch_auto_rates(kraken: Kraken, now: datetime) -> AutoRates:
     """Today's import peak/off-peak and export rate for the account (no cache; see cached_auto_rates)."""
-    day = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    window = {"period_from": day.strftime("%Y-%m-%dT%H:%M:%SZ"),
-              "period_to": (day + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    window = {
+        "period_from": day.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "period_to": (day + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
     found: dict[str, float | None] = {"import_peak": None, "import_off_peak": None, "export": None}
     codes = []
     for agreement in kraken.agreements():
@@ -80,8 +82,10 @@ def resolve_rates(config: TariffConfig, auto: AutoRates | None) -> Rates:
     missing: Sequence[str] = [k for k, v in values.items() if v is None]
     if missing:
         raise ConfigError(
-            [f"[tariff] {k}: could not be read from Octopus ({auto.source or 'no agreements'}); set it in the config"
-             for k in missing]
+            [
+                f"[tariff] {k}: could not be read from Octopus ({auto.source or 'no agreements'}); set it in the config"
+                for k in missing
+            ]
         )
     export = float(values["export"] or 0)
     return Rates(

@@ -86,7 +86,11 @@ def plan_sessions(
     saving = [SavingSession(e.slot, e.reward) for e in events if e.kind == "down" and e.joined and e.reward > threshold]
     free = [e.slot for e in events if e.kind == "up" and e.joined]
     to_join = (
-        [e.code for e in events if e.kind == "down" and not e.joined and e.in_region and e.reward >= auto_join_min_reward]
+        [
+            e.code
+            for e in events
+            if e.kind == "down" and not e.joined and e.in_region and e.reward >= auto_join_min_reward
+        ]
         if auto_join_min_reward is not None
         else []
     )

@@ -44,9 +44,8 @@ def render_schedule(plan: WeekPlan, now: datetime, time_zone: str, rates: Rates,
         first = slots[start][0]
         last = slots[end - 1][0] + timedelta(minutes=30)
         buy, sell = plan.prices[label]
-        lines.append(
-            f"  {first:%a %H:%M} - {last:%H:%M}  {SYMBOL[label]} {NAME[label]:<28} buy £{buy:.4f}  sell £{sell:.4f} /kWh"
-        )
+        span = f"{first:%a %H:%M} - {last:%H:%M}"
+        lines.append(f"  {span}  {SYMBOL[label]} {NAME[label]:<28} buy £{buy:.4f}  sell £{sell:.4f} /kWh")
         start = end
     lines.append("")
     lines.append(

@@ -30,11 +30,11 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
             json.dump(state, handle, sort_keys=True, indent=1)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)  # holds the Kraken token
-        os.replace(tmp, path)
+        Path(tmp).chmod(0o600)  # holds the Kraken token
+        Path(tmp).replace(path)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            Path(tmp).unlink()
         raise
 
 

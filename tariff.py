@@ -96,9 +96,7 @@ def _in_core_window(index: int, start: time, end: time) -> bool:
 
 def default_day(off_peak_start: time, off_peak_end: time) -> tuple[str, ...]:
     """The plain IOG day: off-peak in the core window, peak otherwise."""
-    return tuple(
-        OFF_PEAK if _in_core_window(h, off_peak_start, off_peak_end) else ON_PEAK for h in range(HALF_HOURS)
-    )
+    return tuple(OFF_PEAK if _in_core_window(h, off_peak_start, off_peak_end) else ON_PEAK for h in range(HALF_HOURS))
 
 
 def half_hours_touched(slot: Slot, tz: ZoneInfo) -> Iterable[tuple[date, int]]:

@@ -110,8 +110,12 @@ class TeslaSite:
         except ValueError:
             parsed = None
         if response.status_code in (401, 403):
-            raise CredentialsRejected(SERVICE, f"HTTP {response.status_code}: token refused", key="[tesla] api_key",
-                                      status=response.status_code)
+            raise CredentialsRejected(
+                SERVICE,
+                f"HTTP {response.status_code}: token refused",
+                key="[tesla] api_key",
+                status=response.status_code,
+            )
         if response.status_code == 404:
             raise CredentialsRejected(SERVICE, "HTTP 404: no such energy site", key="[tesla] site_id", status=404)
         if response.status_code >= 400:

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fakes import API_KEY, ACCOUNT, SITE_ID, TESSIE_TOKEN, FakeKraken, FakeTessie  # noqa: E402
+from fakes import ACCOUNT, API_KEY, SITE_ID, TESSIE_TOKEN, FakeKraken, FakeTessie  # noqa: E402
 
 # A Tuesday in November (GMT): weekday 1.
 AT = "2026-11-24T12:00:00+00:00"
@@ -37,8 +37,13 @@ def tessie() -> Iterator[FakeTessie]:
 
 def config_text(kraken: FakeKraken, tessie: FakeTessie, **overrides: dict[str, str]) -> str:
     sections: dict[str, dict[str, str]] = {
-        "octopus": {"api_key": API_KEY, "account_number": ACCOUNT, "graphql_url": kraken.graphql_url,
-                    "backend_graphql_url": kraken.backend_url, "rest_url": kraken.rest_url},
+        "octopus": {
+            "api_key": API_KEY,
+            "account_number": ACCOUNT,
+            "graphql_url": kraken.graphql_url,
+            "backend_graphql_url": kraken.backend_url,
+            "rest_url": kraken.rest_url,
+        },
         "tesla": {"api_key": TESSIE_TOKEN, "site_id": SITE_ID, "api_base_url": tessie.url},
         "tariff": {"rates": "manual", "import_peak": "0.30", "import_off_peak": "0.07", "export": "0.15"},
         "features": {"free_electricity": "true", "saving_sessions": "true"},
@@ -63,7 +68,8 @@ class Result:
     log: str
 
     def body(self) -> dict[str, Any]:
-        return json.loads(self.stdout)
+        body: dict[str, Any] = json.loads(self.stdout)
+        return body
 
 
 @pytest.fixture
@@ -76,14 +82,24 @@ def make_config(tmp_path: Path, kraken: FakeKraken, tessie: FakeTessie) -> Calla
     return make
 
 
-def run_cli(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60,
-            script: str = "io_powerwall_scheduler.py") -> Result:
+def run_cli(
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+    script: str = "io_powerwall_scheduler.py",
+) -> Result:
     """Run a top-level script as cron would: a fresh process, secrets only from ``env``."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("OCTOPUS_API_KEY", "TESLA_API_KEY", "MQTT_PASSWORD")}
     full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, str(ROOT / script), *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd,
+        check=False,
     )
     log = ""
     if args:

@@ -28,13 +28,24 @@ def test_default_config_path_is_config_txt_in_working_directory(tmp_path: Path, 
 def test_template_run_lists_every_problem_with_file_and_key(tmp_path: Path, cli: Callable[..., Result]) -> None:
     path = tmp_path / "config.txt"
     cli(path)
-    text = path.read_text().replace("import_peak = 0.30", "import_peak = lots").replace(
-        "off_peak_start = 23:30", "off_peak_start = 23:15").replace("time_zone = Europe/London", "time_zone = Mars/Base")
+    text = (
+        path.read_text()
+        .replace("import_peak = 0.30", "import_peak = lots")
+        .replace("off_peak_start = 23:30", "off_peak_start = 23:15")
+        .replace("time_zone = Europe/London", "time_zone = Mars/Base")
+    )
     path.write_text(text)
     result = cli(path)
     assert result.code == 2
-    for key in ("[octopus] api_key", "[octopus] account_number", "[tesla] api_key", "[tesla] site_id",
-                "[tariff] import_peak", "[tariff] off_peak_start", "[tariff] time_zone"):
+    for key in (
+        "[octopus] api_key",
+        "[octopus] account_number",
+        "[tesla] api_key",
+        "[tesla] site_id",
+        "[tariff] import_peak",
+        "[tariff] off_peak_start",
+        "[tariff] time_zone",
+    ):
         assert f"{path}: {key}" in result.stderr, key
     assert "'lots' is not a number" in result.stderr
     assert result.stdout == ""

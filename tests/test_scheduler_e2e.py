@@ -28,7 +28,8 @@ def label_at(tariff: dict[str, Any], weekday: int, hhmm: str) -> str:
 
 
 def posted_tariff(tessie: FakeTessie, index: int = -1) -> dict[str, Any]:
-    return tessie.posted[index]["tou_settings"]["tariff_content_v2"]
+    tariff: dict[str, Any] = tessie.posted[index]["tou_settings"]["tariff_content_v2"]
+    return tariff
 
 
 def test_daytime_slot_lands_on_its_own_weekday_only(
@@ -68,7 +69,9 @@ def test_steady_state_run_makes_one_octopus_request_and_no_tesla_request(
     tessie.clear_log()
     result = cli(config, "--at", "2026-11-24T12:01:00+00:00")
     assert result.code == 0, result.stderr
-    assert kraken.operations() == [["flexPlannedDispatches", "completedDispatches", "customerFlexibilityCampaignEvents", "devices"]]
+    assert kraken.operations() == [
+        ["flexPlannedDispatches", "completedDispatches", "customerFlexibilityCampaignEvents", "devices"]
+    ]
     assert tessie.requests == []
     assert len(tessie.posted) == 1
     assert result.log.count("Posted tariff") == 1  # quiet minutes are not logged
@@ -84,7 +87,11 @@ def test_changed_slots_post_again_and_vanished_slots_too(
     assert len(tessie.posted) == 2
     tariff = posted_tariff(tessie)
     assert [label_at(tariff, 1, t) for t in ("19:00", "19:30", "20:00", "20:30")] == [
-        "ON_PEAK", "OFF_PEAK", "OFF_PEAK", "ON_PEAK"]
+        "ON_PEAK",
+        "OFF_PEAK",
+        "OFF_PEAK",
+        "ON_PEAK",
+    ]
     kraken.data.planned = []  # withdrawn at the last minute
     assert cli(config, "--at", "2026-11-24T12:02:00+00:00").code == 0
     assert len(tessie.posted) == 3
@@ -99,12 +106,24 @@ def test_boost_test_and_away_dispatches_are_not_off_peak(
         dispatch("2026-11-24T16:00:00+00:00", "2026-11-24T16:30:00+00:00", "TEST"),
     ]
     kraken.data.completed = [
-        {"start": "2026-11-24T10:00:00+00:00", "end": "2026-11-24T10:30:00+00:00", "delta": "-1",
-         "meta": {"source": None, "location": "AWAY"}},
-        {"start": "2026-11-24T11:00:00+00:00", "end": "2026-11-24T11:30:00+00:00", "delta": "-1",
-         "meta": {"source": "bump-charge", "location": "AT_HOME"}},
-        {"start": "2026-11-24T08:00:00+00:00", "end": "2026-11-24T08:30:00+00:00", "delta": "-1",
-         "meta": {"source": None, "location": "AT_HOME"}},
+        {
+            "start": "2026-11-24T10:00:00+00:00",
+            "end": "2026-11-24T10:30:00+00:00",
+            "delta": "-1",
+            "meta": {"source": None, "location": "AWAY"},
+        },
+        {
+            "start": "2026-11-24T11:00:00+00:00",
+            "end": "2026-11-24T11:30:00+00:00",
+            "delta": "-1",
+            "meta": {"source": "bump-charge", "location": "AT_HOME"},
+        },
+        {
+            "start": "2026-11-24T08:00:00+00:00",
+            "end": "2026-11-24T08:30:00+00:00",
+            "delta": "-1",
+            "meta": {"source": None, "location": "AT_HOME"},
+        },
     ]
     assert cli(make_config(), "--at", AT).code == 0
     tariff = posted_tariff(tessie)
