@@ -45,9 +45,7 @@ class _Connection:
         self.deadline = time.monotonic() + timeout
         self.connected: bool | None = None
         self.failure = ""
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"{NODE_ID}-{os.getpid()}", clean_session=True
-        )
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{NODE_ID}-{os.getpid()}", clean_session=True)
         if config.username:
             self.client.username_pw_set(config.username, config.password or None)
         if config.tls:
