@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""List the Tesla energy sites on your account; optionally save the Powerwall's ID in the config.
+
+Usage: python3 get_site_id.py [config.txt] [--write] [--site ID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from config import load_config
+from errors import ConfigError, CredentialsRejected, SchedulerError
+from tesla import EnergySite, TeslaSite
+
+EXIT_OK, EXIT_SERVICE, EXIT_CONFIG = 0, 1, 2
+
+
+def choose_site(sites: Sequence[EnergySite], wanted: str | None) -> EnergySite:
+    """The site to use: the one asked for, or the only Powerwall. Never a guess by position."""
+    if wanted is not None:
+        for site in sites:
+            if site.site_id == wanted:
+                return site
+        raise ConfigError([f"site {wanted} is not on this account; choose one of: {', '.join(s.site_id for s in sites)}"])
+    batteries = [s for s in sites if s.has_battery]
+    if len(batteries) == 1:
+        return batteries[0]
+    if not batteries:
+        raise ConfigError(["no energy site with a Powerwall on this account"])
+    raise ConfigError([f"{len(batteries)} Powerwall sites; pick one with --site ID"])
+
+
+def set_ini_value(text: str, section: str, key: str, value: str) -> str:
+    """Set one key, keeping every other line (comments included) exactly as it was."""
+    lines = text.splitlines(keepends=True)
+    header = re.compile(r"^\s*\[([^\]]+)\]\s*$")
+    key_line = re.compile(rf"^\s*{re.escape(key)}\s*[=:]")
+    in_section, section_end, found_section = False, None, False
+    for i, line in enumerate(lines):
+        m = header.match(line)
+        if m:
+            if in_section:
+                section_end = i
+                break
+            in_section = m.group(1).strip() == section
+            found_section = found_section or in_section
+            continue
+        if in_section and key_line.match(line):
+            newline = "\n" if line.endswith("\n") else ""
+            lines[i] = f"{key} = {value}{newline}"
+            return "".join(lines)
+    if not found_section:
+        prefix = "" if not text or text.endswith("\n") else "\n"
+        return f"{text}{prefix}\n[{section}]\n{key} = {value}\n"
+    insert_at = section_end if section_end is not None else len(lines)
+    if insert_at and not lines[insert_at - 1].endswith("\n"):
+        lines[insert_at - 1] += "\n"
+    lines.insert(insert_at, f"{key} = {value}\n")
+    return "".join(lines)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    mode = path.stat().st_mode & 0o777
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        Path(tmp).chmod(mode)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", default="config.txt")
+    parser.add_argument("--write", action="store_true", help="save the chosen site ID as [tesla] site_id")
+    parser.add_argument("--site", help="the site ID to save when there are several")
+    args = parser.parse_args(argv)
+    path = Path(args.config).expanduser().resolve()
+    try:
+        config = load_config(path, need_octopus=False, need_tesla=False)
+        if not config.tesla.api_key or config.tesla.api_key.startswith("<"):
+            raise ConfigError([f"{path}: [tesla] api_key: missing or still a placeholder (or set TESLA_API_KEY)"])
+    except (ConfigError, OSError) as err:
+        problems = err.problems if isinstance(err, ConfigError) else [f"{path}: {err}"]
+        print("\n".join(problems), file=sys.stderr)
+        return EXIT_CONFIG
+    import requests
+
+    try:
+        with requests.Session() as session:
+            tesla = TeslaSite(session, config.tesla.api_base_url, config.tesla.api_key,
+                              timeout=config.debug.timeout_seconds)
+            sites = tesla.products()
+    except CredentialsRejected as err:
+        print(f"{err}: check {err.key} in {path}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SchedulerError as err:
+        print(str(err), file=sys.stderr)
+        return EXIT_SERVICE
+    if not sites:
+        print("No energy sites on this account.", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{'site ID':<20} {'Powerwall':<10} name")
+    for site in sites:
+        print(f"{site.site_id:<20} {'yes' if site.has_battery else 'no':<10} {site.name}")
+    if not args.write:
+        return EXIT_OK
+    try:
+        chosen = choose_site(sites, args.site)
+    except ConfigError as err:
+        print("\n".join(err.problems), file=sys.stderr)
+        return EXIT_CONFIG
+    write_atomically(path, set_ini_value(path.read_text(encoding="utf-8"), "tesla", "site_id", chosen.site_id))
+    print(f"Saved [tesla] site_id = {chosen.site_id} ({chosen.name or 'unnamed'}) in {path}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
