@@ -27,7 +27,9 @@ def choose_site(sites: Sequence[EnergySite], wanted: str | None) -> EnergySite:
         for site in sites:
             if site.site_id == wanted:
                 return site
-        raise ConfigError([f"site {wanted} is not on this account; choose one of: {', '.join(s.site_id for s in sites)}"])
+        raise ConfigError(
+            [f"site {wanted} is not on this account; choose one of: {', '.join(s.site_id for s in sites)}"]
+        )
     batteries = [s for s in sites if s.has_battery]
     if len(batteries) == 1:
         return batteries[0]
@@ -97,8 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with requests.Session() as session:
-            tesla = TeslaSite(session, config.tesla.api_base_url, config.tesla.api_key,
-                              timeout=config.debug.timeout_seconds)
+            tesla = TeslaSite(
+                session, config.tesla.api_base_url, config.tesla.api_key, timeout=config.debug.timeout_seconds
+            )
             sites = tesla.products()
     except CredentialsRejected as err:
         print(f"{err}: check {err.key} in {path}", file=sys.stderr)

@@ -30,7 +30,9 @@ def run_once(config: Path, at: datetime, *extra: str) -> float:
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(ROOT / "io_powerwall_scheduler.py"), str(config), "--at", at.isoformat(), *extra],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
@@ -63,8 +65,9 @@ def main() -> int:
                 times.append(run_once(config, START + timedelta(minutes=minute)))
                 octopus.append(len(kraken.requests))
                 tesla.append(len(tessie.requests))
-            kraken.data.planned.append({"start": "2026-11-24T19:30:00+00:00", "end": "2026-11-24T20:00:00+00:00",
-                                        "type": "SMART"})
+            kraken.data.planned.append(
+                {"start": "2026-11-24T19:30:00+00:00", "end": "2026-11-24T20:00:00+00:00", "type": "SMART"}
+            )
             kraken.clear_log()
             tessie.clear_log()
             change = run_once(config, START + timedelta(minutes=args.runs + 1))
@@ -83,18 +86,31 @@ def main() -> int:
         kraken.stop()
         tessie.stop()
 
-    print(f"first run (token, device, account, sessions, post, read-back): {first:.3f} s, "
-          f"Octopus {first_octopus} requests, Tesla {first_tesla} requests")
+    print(
+        f"first run (token, device, account, sessions, post, read-back): {first:.3f} s, "
+        f"Octopus {first_octopus} requests, Tesla {first_tesla} requests"
+    )
     print(f"steady state over {args.runs} simulated minutes (nothing changed):")
-    print(f"  Octopus requests per run: mean {statistics.mean(octopus):.3f}, min {min(octopus)}, max {max(octopus)}"
-          f"  (distribution {dict(sorted({n: octopus.count(n) for n in set(octopus)}.items()))})")
-    print(f"  Tesla requests per run:   mean {statistics.mean(tesla):.3f}, max {max(tesla)}"
-          f"  (distribution {dict(sorted({n: tesla.count(n) for n in set(tesla)}.items()))})")
-    print(f"  wall time per run: median {statistics.median(times) * 1000:.0f} ms, "
-          f"p95 {percentile(times, 0.95) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms")
-    print(f"run after a slot changed: {change * 1000:.0f} ms, Octopus {change_octopus}, Tesla {change_tesla} (post + read-back)")
-    print(f"python start-up alone: median {statistics.median(baseline) * 1000:.0f} ms; "
-          f"'import io_powerwall_scheduler': median {statistics.median(import_times) * 1000:.0f} ms")
+    print(
+        f"  Octopus requests per run: mean {statistics.mean(octopus):.3f}, min {min(octopus)}, max {max(octopus)}"
+        f"  (distribution {dict(sorted({n: octopus.count(n) for n in set(octopus)}.items()))})"
+    )
+    print(
+        f"  Tesla requests per run:   mean {statistics.mean(tesla):.3f}, max {max(tesla)}"
+        f"  (distribution {dict(sorted({n: tesla.count(n) for n in set(tesla)}.items()))})"
+    )
+    print(
+        f"  wall time per run: median {statistics.median(times) * 1000:.0f} ms, "
+        f"p95 {percentile(times, 0.95) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms"
+    )
+    print(
+        f"run after a slot changed: {change * 1000:.0f} ms, "
+        f"Octopus {change_octopus}, Tesla {change_tesla} (post + read-back)"
+    )
+    print(
+        f"python start-up alone: median {statistics.median(baseline) * 1000:.0f} ms; "
+        f"'import io_powerwall_scheduler': median {statistics.median(import_times) * 1000:.0f} ms"
+    )
     return 0
 
 

@@ -1,0 +1,383 @@
+"""Octopus side: Power Ups, saving sessions, rates, and every fault the fake Kraken can inject."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import AT, Result
+from fakes import IMPORT_MPAN, FakeKraken, FakeTessie
+
+from errors import BadResponse, CredentialsRejected, ServiceUnavailable
+from free_electricity import parse_power_ups
+from octopus import _Reauthenticate, check_graphql, parse_dispatches
+from savings_sessions import parse_session_events, plan_sessions
+from tariff import price_grid
+
+START = datetime.fromisoformat(AT)  # Tuesday 24 Nov 2026, 12:00 GMT
+
+
+def at(minutes: int) -> str:
+    return (START + timedelta(minutes=minutes)).isoformat()
+
+
+def grid_at(tessie: FakeTessie, weekday: int, hhmm: str) -> tuple[str, float, float]:
+    grid = price_grid(tessie.posted[-1]["tou_settings"]["tariff_content_v2"])
+    assert grid is not None
+    h, m = map(int, hhmm.split(":"))
+    return grid[weekday * 48 + h * 2 + m // 30]
+
+
+def power_up(start: str, end: str, *, participant: bool | None = True) -> dict[str, Any]:
+    node: dict[str, Any] = {
+        "code": f"FREE_ELECTRICITY_EVENT_{start[8:10]}",
+        "name": "Free Electricity",
+        "startAt": start,
+        "endAt": end,
+    }
+    if participant is not None:
+        node["isEventParticipant"] = participant
+    return node
+
+
+def session(
+    event_id: int, start: str, end: str, points: int, kind: str = "TURN_DOWN", regions: list[int] | None = None
+) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "code": f"EVENT_{event_id}",
+        "rewardPerKwhInOctoPoints": points,
+        "startAt": start,
+        "endAt": end,
+        "eventType": kind,
+        "targetRegion": [{"regionId": r} for r in regions or []],
+    }
+
+
+def forget_cached(config: Path, key: str) -> None:
+    state_path = Path(str(config) + ".state.json")
+    state = json.loads(state_path.read_text())
+    state["octopus"].pop(key, None)
+    state_path.write_text(json.dumps(state))
+
+
+# ---- end to end: events shape the posted tariff on the right dates ---------------------------
+
+
+def test_power_up_and_joined_power_down_on_the_same_day(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.power_ups = [
+        power_up("2026-11-26T12:00:00+00:00", "2026-11-26T13:00:00+00:00"),  # Thursday
+        power_up("2026-11-26T14:00:00+00:00", "2026-11-26T15:00:00+00:00", participant=False),
+        power_up("2026-11-20T12:00:00+00:00", "2026-11-20T13:00:00+00:00"),  # past
+    ]
+    kraken.data.saving_events = [
+        session(1, "2026-11-26T17:30:00+00:00", "2026-11-26T18:30:00+00:00", 1800),  # joined, £2.25
+        session(2, "2026-11-27T17:00:00+00:00", "2026-11-27T18:00:00+00:00", 1600),  # not joined
+        session(3, "2026-11-25T17:00:00+00:00", "2026-11-25T18:00:00+00:00", 100),  # joined, £0.125: not worth it
+    ]
+    kraken.data.joined_event_ids = [1, 3]
+    result = cli(make_config(), "--at", AT)
+    assert result.code == 0, result.log
+    assert grid_at(tessie, 3, "12:00") == ("SUPER_OFF_PEAK", 0.0, 0.0)
+    assert grid_at(tessie, 3, "12:30") == ("SUPER_OFF_PEAK", 0.0, 0.0)
+    assert grid_at(tessie, 3, "14:00")[0] == "ON_PEAK"  # not taking part
+    assert grid_at(tessie, 4, "12:00")[0] == "ON_PEAK"  # the past event's weekday is untouched
+    assert grid_at(tessie, 3, "17:30") == ("PARTIAL_PEAK", 2.55, 0.15)
+    assert grid_at(tessie, 3, "18:00") == ("PARTIAL_PEAK", 2.55, 0.15)
+    assert grid_at(tessie, 3, "18:30")[0] == "ON_PEAK"
+    assert grid_at(tessie, 4, "17:00")[0] == "ON_PEAK"  # not joined
+    assert grid_at(tessie, 2, "17:00")[0] == "ON_PEAK"  # reward below export + offset
+    tariff = tessie.posted[-1]["tou_settings"]["tariff_content_v2"]
+    assert set(tariff["energy_charges"]["Summer"]["rates"]) == {"ON_PEAK", "OFF_PEAK", "SUPER_OFF_PEAK", "PARTIAL_PEAK"}
+    # Power Ups ride in the dispatch request; saving sessions use the backend host with the raw token.
+    backend = [r for r in kraken.requests if r["path"] == FakeKraken.BACKEND_PATH]
+    assert len(backend) == 1 and not backend[0]["auth"].startswith("JWT ")
+    batched = [r for r in kraken.requests if "flexPlannedDispatches" in r["operations"]]
+    assert batched[0]["variables"] == {
+        "accountNumber": "A-1234ABCD",
+        "deviceId": batched[0]["variables"]["deviceId"],
+        "mpan": IMPORT_MPAN,
+        "campaignSlug": "free_electricity",
+    }
+    assert "A-1234ABCD" not in batched[0]["query"]  # values travel as variables, never in the query text
+
+
+def test_weekend_happy_hour_joined_is_free(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.saving_events = [
+        session(7, "2026-11-28T12:00:00+00:00", "2026-11-28T13:00:00+00:00", 0, kind="WEEKEND_HAPPY_HOUR")
+    ]
+    kraken.data.joined_event_ids = [7]
+    assert cli(make_config(), "--at", AT).code == 0
+    assert grid_at(tessie, 5, "12:00") == ("SUPER_OFF_PEAK", 0.0, 0.0)
+
+
+def test_features_off_ignore_events(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.power_ups = [power_up("2026-11-26T12:00:00+00:00", "2026-11-26T13:00:00+00:00")]
+    kraken.data.saving_events = [session(1, "2026-11-26T17:30:00+00:00", "2026-11-26T18:30:00+00:00", 1800)]
+    kraken.data.joined_event_ids = [1]
+    config = make_config(features={"free_electricity": "false", "saving_sessions": "false"})
+    assert cli(config, "--at", AT).code == 0
+    assert grid_at(tessie, 3, "12:00")[0] == "ON_PEAK" and grid_at(tessie, 3, "17:30")[0] == "ON_PEAK"
+    assert all("customerFlexibilityCampaignEvents" not in r["operations"] for r in kraken.requests)
+    assert all(r["path"] != FakeKraken.BACKEND_PATH for r in kraken.requests)
+
+
+def test_auto_join_joins_worthwhile_sessions_in_region(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.saving_events = [
+        session(1, "2026-11-26T17:30:00+00:00", "2026-11-26T18:30:00+00:00", 1800, regions=[5]),
+        session(2, "2026-11-27T17:30:00+00:00", "2026-11-27T18:30:00+00:00", 1800, regions=[9]),  # other region
+        session(3, "2026-11-25T17:30:00+00:00", "2026-11-25T18:30:00+00:00", 400),  # below £1
+    ]
+    config = make_config(features={"auto_join_saving_sessions": "true", "auto_join_min_reward": "1.00"})
+    result = cli(config, "--at", AT)
+    assert result.code == 0, result.log
+    assert kraken.data.joined_event_ids == [1]
+    assert "Joined saving session EVENT_1" in result.log
+    assert cli(config, "--at", at(1)).code == 0
+    assert grid_at(tessie, 3, "17:30")[0] == "PARTIAL_PEAK"
+    assert grid_at(tessie, 4, "17:30")[0] == "ON_PEAK"
+
+
+def test_unexpected_power_up_shape_means_no_free_slots(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.power_ups = [{"startAt": 17}]  # a node with nonsense in it
+    result = cli(make_config(), "--at", AT)
+    assert result.code == 0, result.log
+    assert "Ignoring Power Up events with an unexpected shape" in result.log
+    assert (
+        "SUPER_OFF_PEAK"
+        not in tessie.posted[-1]["tou_settings"]["tariff_content_v2"]["energy_charges"]["Summer"]["rates"]
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        {},
+        {"customerFlexibilityCampaignEvents": None},
+        {"customerFlexibilityCampaignEvents": {"edges": []}},
+        {"customerFlexibilityCampaignEvents": {"edges": "garbage"}},
+        {"customerFlexibilityCampaignEvents": [1, 2]},
+    ],
+)
+def test_power_up_parser_never_crashes(data: Any) -> None:
+    assert parse_power_ups(data, START) == []
+
+
+# ---- rates ---------------------------------------------------------------------------------------
+
+
+def test_auto_rates_from_agreements_cached_and_overridden(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config(tariff={"rates": "auto", "import_peak": "", "import_off_peak": "", "export": ""})
+    shown = cli(config, "--at", AT, "--show")
+    assert shown.code == 0, shown.stderr
+    assert "Rates in use: import peak £0.2896, off-peak £0.0700, export £0.1500" in shown.stdout
+    assert cli(config, "--at", AT).code == 0
+    assert grid_at(tessie, 1, "12:00") == ("ON_PEAK", 0.28959, 0.15)
+    assert grid_at(tessie, 1, "02:00") == ("OFF_PEAK", 0.07, 0.07)
+    kraken.clear_log()
+    assert cli(config, "--at", at(1)).code == 0
+    assert all(r["operations"] != ["rest"] and "account" not in r["operations"] for r in kraken.requests)
+    override = make_config(
+        "override.txt", tariff={"rates": "auto", "import_peak": "0.40", "import_off_peak": "", "export": ""}
+    )
+    assert cli(override, "--at", AT).code == 0
+    assert grid_at(tessie, 1, "12:00")[1] == 0.4 and grid_at(tessie, 1, "02:00")[1] == 0.07
+
+
+def test_auto_rates_for_day_night_only_products(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.import_tariff = ("IOG-SMB-TOU-25-12-12", "E-1R-IOG-SMB-TOU-25-12-12-H")
+    kraken.data.unit_rates["E-1R-IOG-SMB-TOU-25-12-12-H"] = {"day": [31.5], "night": [6.5]}
+    config = make_config(tariff={"rates": "auto", "import_peak": "", "import_off_peak": "", "export": ""})
+    assert cli(config, "--at", AT).code == 0
+    assert grid_at(tessie, 1, "12:00")[1] == 0.315 and grid_at(tessie, 1, "02:00")[1] == 0.065
+
+
+def test_auto_rates_missing_is_a_config_error(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.unit_rates = {}
+    result = cli(
+        make_config(tariff={"rates": "auto", "import_peak": "", "import_off_peak": "", "export": ""}), "--at", AT
+    )
+    assert result.code == 2
+    assert "[tariff] import_peak: could not be read from Octopus" in result.log
+    assert tessie.posted == []
+
+
+# ---- faults: nothing built from partial data is ever posted --------------------------------
+
+
+FAULTS = [
+    # (operation, kind, status, expected log text)
+    ("flexPlannedDispatches", "KT-CT-4340", 0, "KT-CT-4340"),
+    ("flexPlannedDispatches", "KT-CT-1199", 0, "rate limited (KT-CT-1199)"),
+    ("obtainKrakenToken", "KT-CT-1199", 0, "rate limited (KT-CT-1199)"),
+    ("flexPlannedDispatches", "http", 500, "Octopus: HTTP 500"),
+    ("flexPlannedDispatches", "http", 503, "Octopus: HTTP 503"),
+    ("flexPlannedDispatches", "html502", 0, "Octopus: HTTP 502"),
+    ("flexPlannedDispatches", "html403", 0, "Octopus: HTTP 403 block page"),
+    ("flexPlannedDispatches", "malformed", 0, "answer is not JSON"),
+    ("flexPlannedDispatches", "hang", 0, "Octopus: no answer within 1 s"),
+    ("savingSessions", "http", 502, "Octopus: HTTP 502"),
+    ("savingSessions", "KT-CT-4340", 0, "GraphQL error KT-CT-4340"),
+    ("customerFlexibilityCampaignEvents", "KT-CT-4340", 0, "GraphQL error KT-CT-4340"),
+    ("rest", "http", 500, "Octopus: HTTP 500"),
+]
+
+
+@pytest.mark.parametrize(("operation", "kind", "status", "logged"), FAULTS)
+def test_no_fault_ever_produces_a_post(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    operation: str,
+    kind: str,
+    status: int,
+    logged: str,
+) -> None:
+    config = make_config(
+        tariff={"rates": "auto", "import_peak": "", "import_off_peak": "", "export": ""} if operation == "rest" else {}
+    )
+    if operation in ("obtainKrakenToken", "rest"):
+        first_run = []  # the fault hits the very first run
+    else:
+        assert cli(config, "--at", AT).code == 0
+        first_run = list(tessie.posted)
+        forget_cached(config, "saving_sessions")  # so this run asks for them again
+    kraken.data.planned = [{"start": "2026-11-24T19:30:00+00:00", "end": "2026-11-24T20:00:00+00:00", "type": "SMART"}]
+    kraken.inject(operation, kind, status=status, times=5)
+    result = cli(config, "--at", at(1))
+    assert result.code == 1, result.log
+    assert tessie.posted == first_run
+    failures = [line for line in result.log.splitlines() if " ERROR " in line]
+    assert len(failures) == 1 and logged in failures[0], failures
+    assert "keeping the current tariff" in failures[0]
+
+
+def test_rate_limit_backs_off_and_repeated_failures_are_logged_once(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config()
+    assert cli(config, "--at", AT).code == 0
+    kraken.inject("flexPlannedDispatches", "KT-CT-1199", times=100)
+    assert cli(config, "--at", at(1)).code == 1
+    kraken.clear_log()
+    for minute in range(2, 6):  # backing off for 5 minutes: Octopus is left alone
+        assert cli(config, "--at", at(minute)).code == 0
+    assert kraken.requests == []
+    assert cli(config, "--at", at(7)).code == 1  # tries again, fails again, backs off longer
+    kraken.faults.clear()
+    kraken.clear_log()
+    assert cli(config, "--at", at(12)).code == 0  # still in the 10-minute back-off
+    assert kraken.requests == []
+    assert cli(config, "--at", at(18)).code == 0
+    log = Path(str(config) + ".log").read_text()
+    assert log.count("rate limited") == 1  # logged when it started, not every minute
+    assert "Services back after 2 failed run(s)" in log
+
+
+def test_expired_refresh_and_bad_token_recover_through_the_api_key(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config()
+    assert cli(config, "--at", AT).code == 0
+    state_path = Path(str(config) + ".state.json")
+    state = json.loads(state_path.read_text())
+    state["octopus"]["token"] = "garbage"  # KT-CT-1143 on use
+    state["octopus"]["refresh_token"] = "refresh-unknown"  # KT-CT-1139-style refusal on refresh
+    state["octopus"]["token_expires"] = 0
+    state_path.write_text(json.dumps(state))
+    result = cli(config, "--at", at(1))
+    assert result.code == 0, result.log
+    state = json.loads(state_path.read_text())
+    assert state["octopus"]["token"] in kraken.tokens
+
+
+# ---- pure parsers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("KT-CT-1124", _Reauthenticate),
+        ("KT-CT-1143", _Reauthenticate),
+        ("KT-CT-1134", _Reauthenticate),
+        ("KT-CT-1139", CredentialsRejected),
+        ("KT-CT-1199", ServiceUnavailable),
+        ("KT-CT-4340", BadResponse),
+        ("OE-1305", BadResponse),
+    ],
+)
+def test_graphql_error_codes(code: str, error: type[Exception]) -> None:
+    body = {"data": {"x": None}, "errors": [{"message": "m", "extensions": {"errorCode": code}}]}
+    with pytest.raises(error):
+        check_graphql(body)
+
+
+def test_accepted_codes_and_missing_data() -> None:
+    body = {"data": {"x": 1}, "errors": [{"message": "m", "extensions": {"errorCode": "KT-CT-4340"}}]}
+    assert check_graphql(body, frozenset({"KT-CT-4340"})) == {"x": 1}
+    with pytest.raises(BadResponse):
+        check_graphql({"data": None})
+    with pytest.raises(BadResponse):
+        check_graphql(["not", "an", "object"])
+
+
+def test_dispatch_parser_accepts_legacy_time_format_and_rejects_junk() -> None:
+    slots = parse_dispatches(
+        {
+            "flexPlannedDispatches": [
+                {"start": "2024-02-25 02:00:00+00:00", "end": "2024-02-25 02:30:00+00:00", "type": "SMART"}
+            ],
+            "completedDispatches": [],
+        }
+    )
+    assert slots[0].start.isoformat() == "2024-02-25T02:00:00+00:00"
+    with pytest.raises(BadResponse):
+        parse_dispatches({"flexPlannedDispatches": [{"start": "yesterday", "end": None}], "completedDispatches": []})
+    with pytest.raises(BadResponse):
+        parse_dispatches({"flexPlannedDispatches": None, "completedDispatches": []})
+
+
+def test_session_rules() -> None:
+    data = {
+        "savingSessions": {
+            "events": [
+                session(1, "2026-11-26T17:30:00+00:00", "2026-11-26T18:30:00+00:00", 240),
+                session(2, "2026-11-20T17:30:00+00:00", "2026-11-20T18:30:00+00:00", 2000),
+            ],
+            "account": {
+                "hasJoinedCampaign": True,
+                "signedUpMeterPoint": None,
+                "joinedEvents": [{"eventId": 1}, {"eventId": 2}],
+            },
+        }
+    }
+    events = parse_session_events(data, START)
+    assert [e.code for e in events] == ["EVENT_1"]  # the ended one is dropped
+    assert events[0].reward == 0.3  # 240 points / 800
+    # 0.30 > 0.15 export + 0.10 offset: counts; with a 0.20 offset it does not.
+    assert len(plan_sessions(events, export_rate=0.15, min_offset=0.10, auto_join_min_reward=None).saving_sessions) == 1
+    assert plan_sessions(events, export_rate=0.15, min_offset=0.20, auto_join_min_reward=None).saving_sessions == []
+    not_signed_up = {"savingSessions": {**data["savingSessions"], "account": {"hasJoinedCampaign": False}}}
+    assert parse_session_events(not_signed_up, START) == []

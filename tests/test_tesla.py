@@ -1,0 +1,244 @@
+"""Tesla side: site lookup, read-back verification, drift repair and failures, against fake Tessie."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import AT, Result
+from fakes import SITE_ID, TESSIE_TOKEN, FakeKraken, FakeTessie
+
+import io_powerwall_scheduler as scheduler
+from config import load_config
+from errors import BadResponse
+from get_site_id import set_ini_value
+from tariff import price_grid
+from tesla import check_tesla_body
+
+START = datetime.fromisoformat(AT)
+
+
+def at(minutes: int) -> str:
+    return (START + timedelta(minutes=minutes)).isoformat()
+
+
+def reads(tessie: FakeTessie) -> int:
+    return sum(1 for r in tessie.requests if r["method"] == "GET" and r["path"].endswith("/site_info"))
+
+
+# ---- get_site_id.py --------------------------------------------------------------------------
+
+
+def test_lists_energy_sites_and_writes_the_only_powerwall(
+    tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    tessie.products.append({"energy_site_id": 98765, "components": {"battery": False, "solar": False}})
+    config = make_config(tesla={"site_id": "<your energy site id>"})
+    before = config.read_text()
+    listed = cli(config, script="get_site_id.py")
+    assert listed.code == 0, listed.stderr
+    assert f"{SITE_ID}  " in listed.stdout and "Home Powerwall" in listed.stdout
+    assert "98765" not in listed.stdout  # a site with no battery and no solar
+    assert "LRW3F7EK4NC700000" not in listed.stdout  # the car
+    assert config.read_text() == before
+    written = cli(config, "--write", script="get_site_id.py")
+    assert written.code == 0, written.stderr
+    after = config.read_text()
+    assert f"site_id = {SITE_ID}\n" in after
+    assert after.replace(f"site_id = {SITE_ID}", "site_id = <your energy site id>") == before
+    assert load_config(config).tesla.site_id == SITE_ID
+
+
+def test_several_powerwalls_need_a_choice(
+    tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    tessie.products.insert(
+        0,
+        {
+            "energy_site_id": 1111222233334444,
+            "resource_type": "battery",
+            "site_name": "Barn",
+            "components": {"battery": True},
+        },
+    )
+    config = make_config(tesla={"site_id": "<your energy site id>"})
+    result = cli(config, "--write", script="get_site_id.py")
+    assert result.code == 2 and "2 Powerwall sites; pick one with --site ID" in result.stderr
+    assert "<your energy site id>" in config.read_text()
+    chosen = cli(config, "--write", "--site", "1111222233334444", script="get_site_id.py")
+    assert chosen.code == 0
+    assert "site_id = 1111222233334444\n" in config.read_text()
+
+
+def test_site_lookup_with_a_bad_token_names_the_key(
+    tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    result = cli(make_config(tesla={"api_key": "nope"}), script="get_site_id.py")
+    assert result.code == 2 and "[tesla] api_key" in result.stderr and "nope" not in result.stderr
+
+
+def test_set_ini_value_keeps_comments_and_other_keys() -> None:
+    text = "# top\n[octopus]\napi_key = k ; not a comment\n\n[tesla]\n# the site\napi_key = t\n[mqtt]\nhost = h"
+    assert set_ini_value(text, "tesla", "site_id", "42") == (
+        "# top\n[octopus]\napi_key = k ; not a comment\n\n[tesla]\n# the site\napi_key = t\nsite_id = 42\n"
+        "[mqtt]\nhost = h"
+    )
+    assert set_ini_value("[tesla]\nsite_id = 1\n", "tesla", "site_id", "2") == "[tesla]\nsite_id = 2\n"
+    assert set_ini_value("[octopus]\na = 1", "tesla", "site_id", "3") == "[octopus]\na = 1\n\n[tesla]\nsite_id = 3\n"
+    assert set_ini_value("[tesla]\napi_key = t", "tesla", "site_id", "4") == "[tesla]\napi_key = t\nsite_id = 4\n"
+
+
+# ---- responses -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"response": {"code": 201, "message": "Updated"}},
+        {"Message": "Updated", "Code": 201},
+        {"response": {"Code": 201, "Message": "Updated"}},
+        {"response": {"reason": "", "result": True}},
+        {"response": {"code": 200, "message": "Updated"}},
+    ],
+)
+def test_success_bodies(body: dict[str, Any]) -> None:
+    check_tesla_body(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"response": None, "error": "invalid_resource", "error_description": "bad"}, "invalid_resource bad"),
+        ({"response": {"code": 400, "message": "Must provide either a valid TOU setting"}}, "code 400: Must provide"),
+        ({"Code": 500, "Message": "boom"}, "code 500: boom"),
+        ({"ERROR": "not_found"}, "not_found"),
+        ([], "not a JSON object"),
+    ],
+)
+def test_failure_bodies(body: Any, message: str) -> None:
+    with pytest.raises(BadResponse, match=message):
+        check_tesla_body(body)
+
+
+# ---- verification and drift ----------------------------------------------------------------
+
+
+def test_post_is_read_back_and_capitalised_success_accepted(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    tessie.capitalised_success = True
+    assert cli(make_config(), "--at", AT).code == 0
+    assert [r["method"] for r in tessie.requests] == ["POST", "GET"]
+
+
+def test_app_edit_is_repaired_within_the_hour_with_one_extra_read(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config()
+    assert cli(config, "--at", at(0)).code == 0
+    ours = tessie.posted[-1]["tou_settings"]["tariff_content_v2"]
+    # Someone changes the rate plan in the Tesla app.
+    edited = json.loads(json.dumps(ours))
+    edited["energy_charges"]["Summer"]["rates"]["ON_PEAK"] = 0.99
+    tessie.live_tariff = edited
+    tessie.clear_log()
+    repaired_at = None
+    for minute in range(1, 62):
+        assert cli(config, "--at", at(minutes=minute)).code == 0
+        live = tessie.live_tariff
+        if repaired_at is None and live is not None and price_grid(live) == price_grid(ours):
+            repaired_at = minute
+    assert repaired_at is not None and repaired_at <= 60
+    assert reads(tessie) == 2  # the hourly check, and the read-back after the repair post
+    assert len(tessie.posted) == 2
+    assert "live tariff differs" in Path(str(config) + ".log").read_text()
+
+
+def test_post_that_does_not_stick_is_not_recorded(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config()
+    tessie.inject("post", "swallow")
+    result = cli(config, "--at", AT)
+    assert result.code == 1
+    assert "live tariff differs" in result.log
+    state = json.loads(Path(str(config) + ".state.json").read_text())
+    assert "posted_hash" not in state["tesla"]
+    assert cli(config, "--at", at(1)).code == 0
+    assert len(tessie.posted) == 2 and tessie.live_tariff == tessie.posted[-1]["tou_settings"]["tariff_content_v2"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code", "logged"),
+    [
+        ("http", 401, 2, "[tesla] api_key"),
+        ("http", 429, 1, "rate limited (HTTP 429)"),
+        ("http", 500, 1, "Tesla: HTTP 500"),
+        ("http", 503, 1, "Tesla: HTTP 503"),
+        ("hang", 0, 1, "Tesla: no answer within 1 s"),
+        ("error_body", 0, 1, "Couldn't update config syncer"),
+    ],
+)
+def test_tesla_failures(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    fault: str,
+    status: int,
+    code: int,
+    logged: str,
+) -> None:
+    config = make_config()
+    tessie.inject("post", fault, status=status, times=5)
+    started = time.monotonic()
+    result = cli(config, "--at", AT)
+    assert time.monotonic() - started < 10
+    assert result.code == code, result.log
+    assert logged in result.log
+    assert TESSIE_TOKEN not in result.log
+    assert tessie.live_tariff is None
+    state = json.loads(Path(str(config) + ".state.json").read_text())
+    assert "posted_hash" not in state.get("tesla", {})
+
+
+def test_unknown_site_is_a_config_error(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    result = cli(make_config(tesla={"site_id": "1234"}), "--at", AT)
+    assert result.code == 2 and "[tesla] site_id" in result.log
+
+
+def test_base_url_with_trailing_slash(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    # Teslemetry and the Fleet API differ from Tessie only in this URL and the token.
+    assert cli(make_config(tesla={"api_base_url": tessie.url + "/"}), "--at", AT).code == 0
+    assert tessie.requests[0]["path"] == f"/api/1/energy_sites/{SITE_ID}/time_of_use_settings"
+
+
+def test_invalid_tariff_is_logged_and_never_posted(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    real_build = scheduler.build_tariff  # type: ignore[attr-defined]
+
+    def broken(inputs: Any) -> Any:
+        plan, tariff = real_build(inputs)
+        tariff["seasons"]["Summer"]["tou_periods"]["ON_PEAK"]["periods"].pop()
+        return plan, tariff
+
+    monkeypatch.setattr(scheduler, "build_tariff", broken)
+    config = load_config(make_config())
+    code = scheduler.run(config, scheduler.Options(), START)
+    assert code == 1
+    assert tessie.requests == []
+    assert "Built an invalid tariff (a bug, nothing posted)" in caplog.text and "uncovered" in caplog.text
