@@ -143,9 +143,6 @@ class _Reader:
     def problem(self, section: str, key: str, message: str) -> None:
         self.problems.append(f"{self.path}: [{section}] {key}: {message}")
 
-    def text(self, section: str, key: str, default: str = "") -> str:
-        return self.raw(section, key, default)
-
     def convert(self, section: str, key: str, default: str, parse: Callable[[str], T], hint: str, fallback: T) -> T:
         value = self.raw(section, key, default)
         try:
@@ -207,14 +204,14 @@ def load_config(
             alt = f" (or set {env_name})" if env_name else ""
             r.problem(section, key, f"missing or still a placeholder; fill it in{alt}")
 
-    zone = r.text("tariff", "time_zone", "Europe/London")
+    zone = r.raw("tariff", "time_zone", "Europe/London")
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         r.problem("tariff", "time_zone", f"{zone!r} is not an IANA time zone such as Europe/London")
         zone = "Europe/London"
 
-    rates_mode = r.text("tariff", "rates", "manual").lower()
+    rates_mode = r.raw("tariff", "rates", "manual").lower()
     if rates_mode not in ("auto", "manual"):
         r.problem("tariff", "rates", f"{rates_mode!r} must be auto or manual")
     rates_auto = rates_mode == "auto"
@@ -230,24 +227,24 @@ def load_config(
     state_dir = path.parent
     log_default = str(state_dir / (path.name + ".log"))
     mqtt_enabled = r.boolean("mqtt", "enabled", "false")
-    if mqtt_enabled and not r.text("mqtt", "host"):
+    if mqtt_enabled and not r.raw("mqtt", "host"):
         r.problem("mqtt", "host", "missing; needed when enabled = true")
 
     config = Config(
         path=path,
         octopus=OctopusConfig(
             api_key=r.raw("octopus", "api_key"),
-            account_number=r.text("octopus", "account_number"),
-            graphql_url=r.text("octopus", "graphql_url", "https://api.octopus.energy/v1/graphql/"),
-            backend_graphql_url=r.text(
+            account_number=r.raw("octopus", "account_number"),
+            graphql_url=r.raw("octopus", "graphql_url", "https://api.octopus.energy/v1/graphql/"),
+            backend_graphql_url=r.raw(
                 "octopus", "backend_graphql_url", "https://api.backend.octopus.energy/v1/graphql/"
             ),
-            rest_url=r.text("octopus", "rest_url", "https://api.octopus.energy/v1/"),
+            rest_url=r.raw("octopus", "rest_url", "https://api.octopus.energy/v1/"),
         ),
         tesla=TeslaConfig(
             api_key=r.raw("tesla", "api_key"),
-            site_id=r.text("tesla", "site_id"),
-            api_base_url=r.text("tesla", "api_base_url", "https://api.tessie.com").rstrip("/"),
+            site_id=r.raw("tesla", "site_id"),
+            api_base_url=r.raw("tesla", "api_base_url", "https://api.tessie.com").rstrip("/"),
             verify_hours=r.number("tesla", "verify_hours", "1"),
         ),
         tariff=TariffConfig(
@@ -259,8 +256,8 @@ def load_config(
             off_peak_start=r.clock("tariff", "off_peak_start", "23:30"),
             off_peak_end=r.clock("tariff", "off_peak_end", "05:30"),
             time_zone=zone,
-            name=r.text("tariff", "name", "Intelligent Octopus Go"),
-            utility=r.text("tariff", "utility", "Octopus Energy"),
+            name=r.raw("tariff", "name", "Intelligent Octopus Go"),
+            utility=r.raw("tariff", "utility", "Octopus Energy"),
         ),
         features=FeaturesConfig(
             free_electricity=r.boolean("features", "free_electricity", "true"),
@@ -272,25 +269,25 @@ def load_config(
         ),
         mqtt=MqttConfig(
             enabled=mqtt_enabled,
-            host=r.text("mqtt", "host"),
+            host=r.raw("mqtt", "host"),
             port=int(r.number("mqtt", "port", "1883", minimum=1)),
-            username=r.text("mqtt", "username"),
+            username=r.raw("mqtt", "username"),
             password=r.raw("mqtt", "password"),
             tls=r.boolean("mqtt", "tls", "false"),
-            ca_certs=r.text("mqtt", "ca_certs"),
-            enable_topic=r.text("mqtt", "enable_topic", "io_powerwall_scheduler/enabled"),
-            state_topic=r.text("mqtt", "state_topic", "io_powerwall_scheduler/state"),
+            ca_certs=r.raw("mqtt", "ca_certs"),
+            enable_topic=r.raw("mqtt", "enable_topic", "io_powerwall_scheduler/enabled"),
+            state_topic=r.raw("mqtt", "state_topic", "io_powerwall_scheduler/state"),
             wait_seconds=r.number("mqtt", "wait_seconds", "3"),
             default_when_no_flag=r.boolean("mqtt", "run_when_no_flag", "true"),
             default_when_unreachable=r.boolean("mqtt", "run_when_unreachable", "true"),
             discovery=r.boolean("mqtt", "discovery", "false"),
-            discovery_prefix=r.text("mqtt", "discovery_prefix", "homeassistant"),
+            discovery_prefix=r.raw("mqtt", "discovery_prefix", "homeassistant"),
         ),
         debug=DebugConfig(
             dry_run=r.boolean("debug", "dry_run", "false"),
             force=r.boolean("debug", "force", "false"),
             debug=r.boolean("debug", "debug", "false"),
-            log_file=Path(r.text("debug", "log_file", log_default) or log_default),
+            log_file=Path(r.raw("debug", "log_file", log_default) or log_default),
             timeout_seconds=r.number("debug", "timeout_seconds", "10", minimum=0.1),
         ),
     )

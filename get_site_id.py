@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from config import load_config
+from config import is_placeholder, load_config
 from errors import ConfigError, CredentialsRejected, SchedulerError
 from tesla import EnergySite, TeslaSite
 
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = Path(args.config).expanduser().resolve()
     try:
         config = load_config(path, need_octopus=False, need_tesla=False)
-        if not config.tesla.api_key or config.tesla.api_key.startswith("<"):
+        if is_placeholder(config.tesla.api_key):
             raise ConfigError([f"{path}: [tesla] api_key: missing or still a placeholder (or set TESLA_API_KEY)"])
     except (ConfigError, OSError) as err:
         problems = err.problems if isinstance(err, ConfigError) else [f"{path}: {err}"]

@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,11 +23,12 @@ from config import Config, load_config, write_template
 from errors import ConfigError, CredentialsRejected, InvalidTariff, SchedulerError, ServiceError, ServiceUnavailable
 from free_electricity import parse_power_ups
 from octopus import parse_dispatches
-from savings_sessions import SessionPlan, parse_session_events, plan_sessions
+from savings_sessions import parse_session_events, plan_sessions
 from schedule_view import render_schedule
 from state import load_state, run_lock, save_state
 from tariff import (
     Rates,
+    SavingSession,
     Slot,
     TariffInputs,
     WeekPlan,
@@ -63,20 +64,16 @@ class Options:
 class Gathered:
     dispatches: list[Slot]
     free_slots: list[Slot]
-    sessions: SessionPlan
+    saving_sessions: list[SavingSession]
     rates: Rates
-    octopus_requests: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
     result: str
     posted: bool = False
     digest: str = ""
     plan: WeekPlan | None = None
-    tesla_requests: int = 0
-    octopus_requests: int = 0
 
 
 # ---- logging -----------------------------------------------------------------------------
@@ -128,7 +125,7 @@ def setup_logging(log_file: Path | None, secrets: Sequence[str], *, debug: bool)
 # ---- gather ------------------------------------------------------------------------------
 
 
-def gather(config: Config, kraken: Kraken, now: datetime, state: dict[str, Any]) -> Gathered:
+def gather(config: Config, kraken: Kraken, now: datetime) -> Gathered:
     """Everything the decision needs from Octopus; raises rather than return partial data."""
     from rates import cached_auto_rates, resolve_rates
 
@@ -137,36 +134,35 @@ def gather(config: Config, kraken: Kraken, now: datetime, state: dict[str, Any])
     free = parse_power_ups(power_up_data, now) if features.free_electricity else []
     auto = cached_auto_rates(kraken, now) if config.tariff.rates_auto else None
     rates = resolve_rates(config.tariff, auto)
-    sessions = SessionPlan([], [], [])
-    if features.saving_sessions or features.free_electricity:
+    saving: list[SavingSession] = []
+    if features.saving_sessions or features.free_electricity:  # weekend happy hours come with the sessions
         poll = timedelta(minutes=max(features.saving_sessions_poll_minutes, 1))
         data = kraken.cached("saving_sessions", poll, kraken.saving_sessions)
-        events = parse_session_events(data, now)
+        auto_join = features.saving_sessions and features.auto_join_saving_sessions
         sessions = plan_sessions(
-            events,
+            parse_session_events(data, now),
             export_rate=rates.export_peak,
             min_offset=features.min_saving_offset,
-            auto_join_min_reward=features.auto_join_min_reward if features.auto_join_saving_sessions else None,
+            auto_join_min_reward=features.auto_join_min_reward if auto_join else None,
         )
-        for code in sessions.to_join:
-            if code in kraken.join_saving_session(code):
-                log.info("Joined saving session %s; it shapes the tariff from the next run", code)
-            else:
-                log.warning("Asked to join saving session %s but Octopus did not confirm it", code)
-        if sessions.to_join:
-            # What the account has joined changed: read the sessions again next run.
-            kraken.state.pop("saving_sessions", None)
-        if not features.saving_sessions:
-            sessions = SessionPlan([], sessions.free_slots, [])
-        if not features.free_electricity:
-            sessions = SessionPlan(sessions.saving_sessions, [], [])
+        _join(kraken, sessions.to_join)
+        saving = sessions.saving_sessions if features.saving_sessions else []
+        if features.free_electricity:
+            free = [*free, *sessions.free_slots]
     return Gathered(
-        dispatches=dispatches,
-        free_slots=sorted(set(free) | set(sessions.free_slots), key=lambda s: s.start),
-        sessions=sessions,
-        rates=rates,
-        octopus_requests=kraken.requests_made,
+        dispatches=dispatches, free_slots=sorted(set(free), key=lambda s: s.start), saving_sessions=saving, rates=rates
     )
+
+
+def _join(kraken: Kraken, codes: Sequence[str]) -> None:
+    for code in codes:
+        if code in kraken.join_saving_session(code):
+            log.info("Joined saving session %s; it shapes the tariff from the next run", code)
+        else:
+            log.warning("Asked to join saving session %s but Octopus did not confirm it", code)
+    if codes:
+        # What the account has joined changed: read the sessions again next run.
+        kraken.state.pop("saving_sessions", None)
 
 
 # ---- decide (pure) -----------------------------------------------------------------------
@@ -182,7 +178,7 @@ def decide(config: Config, gathered: Gathered, now: datetime) -> tuple[WeekPlan,
             rates=gathered.rates,
             dispatches=gathered.dispatches,
             free_slots=gathered.free_slots,
-            saving_sessions=gathered.sessions.saving_sessions,
+            saving_sessions=gathered.saving_sessions,
             name=config.tariff.name,
             utility=config.tariff.utility,
         )
@@ -318,7 +314,7 @@ def run(config: Config, opts: Options, now: datetime, redactor: RedactSecrets | 
         outcome, code = Outcome(result="config error"), EXIT_CONFIG
     except ServiceError as err:
         _note_failure(state, err, now)
-        if "rate limited" in err.reason:
+        if err.service == "Octopus" and "rate limited" in err.reason:
             _rate_limited(state, now)
         outcome, code = Outcome(result=f"error: {err}"), EXIT_SERVICE
     except InvalidTariff as err:
@@ -360,7 +356,7 @@ def _run(
 
     with requests.Session() as session:
         kraken = Kraken(session, config.octopus, state, timeout=config.debug.timeout_seconds, clock=now.timestamp)
-        gathered = gather(config, kraken, now, state)
+        gathered = gather(config, kraken, now)
         if redactor is not None and kraken.state.get("token"):
             redactor.add(str(kraken.state["token"]))
         plan, tariff, digest = decide(config, gathered, now)
@@ -369,7 +365,7 @@ def _run(
         if opts.dry_run:
             print(json.dumps({"tou_settings": {"tariff_content_v2": tariff}}, indent=2))
         if opts.dry_run or opts.show:
-            return Outcome(result="dry run", digest=digest, plan=plan, octopus_requests=kraken.requests_made)
+            return Outcome(result="dry run", digest=digest, plan=plan)
         tesla = TeslaSite(
             session, config.tesla.api_base_url, config.tesla.api_key, timeout=config.debug.timeout_seconds
         )
@@ -379,14 +375,7 @@ def _run(
     else:
         log.debug("Tariff %s %s", digest[:12], result)
     log.debug("Requests this run: Octopus %d, Tesla %d", kraken.requests_made, tesla.requests_made)
-    return Outcome(
-        result=result,
-        posted=posted,
-        digest=digest,
-        plan=plan,
-        tesla_requests=tesla.requests_made,
-        octopus_requests=kraken.requests_made,
-    )
+    return Outcome(result=result, posted=posted, digest=digest, plan=plan)
 
 
 # ---- sample data (no credentials needed) --------------------------------------------------
@@ -411,7 +400,7 @@ def load_sample(now: datetime | None) -> tuple[Config, Gathered, datetime]:
     gathered = Gathered(
         dispatches=parse_dispatches(kraken_data),
         free_slots=parse_power_ups(kraken_data, when) + sessions.free_slots,
-        sessions=sessions,
+        saving_sessions=sessions.saving_sessions,
         rates=rates,
     )
     return config, gathered, when

@@ -205,6 +205,7 @@ def test_tesla_failures(
     assert tessie.live_tariff is None
     state = json.loads(Path(str(config) + ".state.json").read_text())
     assert "posted_hash" not in state.get("tesla", {})
+    assert "backoff" not in state  # a Tesla failure never stops the Octopus polling
 
 
 def test_unknown_site_is_a_config_error(
