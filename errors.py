@@ -46,3 +46,12 @@ class CredentialsRejected(ServiceError):
 
 class InvalidTariff(SchedulerError):
     """We built a tariff that breaks Tesla's rules: a bug in this program, never posted."""
+
+
+def cli_failure(err: SchedulerError, config_path: object) -> tuple[int, str]:
+    """Exit code and message for a helper command: 2 when the config must change, else 1."""
+    if isinstance(err, CredentialsRejected):
+        return 2, f"{err}: check {err.key} in {config_path}"
+    if isinstance(err, ConfigError):
+        return 2, "\n".join(err.problems)
+    return 1, str(err)

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from config import is_placeholder, load_config
-from errors import ConfigError, CredentialsRejected, SchedulerError
+from errors import ConfigError, SchedulerError, cli_failure
 from tesla import EnergySite, TeslaSite
 
-EXIT_OK, EXIT_SERVICE, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_CONFIG = 0, 2
 
 
 def choose_site(sites: Sequence[EnergySite], wanted: str | None) -> EnergySite:
@@ -103,12 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 session, config.tesla.api_base_url, config.tesla.api_key, timeout=config.debug.timeout_seconds
             )
             sites = tesla.products()
-    except CredentialsRejected as err:
-        print(f"{err}: check {err.key} in {path}", file=sys.stderr)
-        return EXIT_CONFIG
     except SchedulerError as err:
-        print(str(err), file=sys.stderr)
-        return EXIT_SERVICE
+        code, message = cli_failure(err, path)
+        print(message, file=sys.stderr)
+        return code
     if not sites:
         print("No energy sites on this account.", file=sys.stderr)
         return EXIT_CONFIG

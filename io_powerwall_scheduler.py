@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config import Config, load_config, write_template
-from errors import ConfigError, CredentialsRejected, InvalidTariff, SchedulerError, ServiceError, ServiceUnavailable
+from errors import (
+    ConfigError,
+    CredentialsRejected,
+    InvalidTariff,
+    SchedulerError,
+    ServiceError,
+    ServiceUnavailable,
+    cli_failure,
+)
 from free_electricity import parse_power_ups
 from octopus import parse_dispatches
 from savings_sessions import parse_session_events, plan_sessions
@@ -515,12 +523,10 @@ def list_events(argv: Sequence[str], kind: str) -> int:
                         f"{event.slot.start.isoformat()} - {event.slot.end.isoformat()} "
                         f"£{event.reward:.2f}/kWh {status}"
                     )
-    except CredentialsRejected as err:
-        print(f"{err}: check {err.key} in {path}", file=sys.stderr)
-        return EXIT_CONFIG
     except SchedulerError as err:
-        print(str(err), file=sys.stderr)
-        return EXIT_SERVICE
+        code, message = cli_failure(err, path)
+        print(message, file=sys.stderr)
+        return code
     finally:
         save_state(config.state_path, state)
     return EXIT_OK

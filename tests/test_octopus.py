@@ -381,3 +381,19 @@ def test_session_rules() -> None:
     assert plan_sessions(events, export_rate=0.15, min_offset=0.20, auto_join_min_reward=None).saving_sessions == []
     not_signed_up = {"savingSessions": {**data["savingSessions"], "account": {"hasJoinedCampaign": False}}}
     assert parse_session_events(not_signed_up, START) == []
+
+
+def test_listing_helpers_print_upcoming_events(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.power_ups = [power_up("2099-01-01T12:00:00+00:00", "2099-01-01T13:00:00+00:00")]
+    kraken.data.saving_events = [session(9, "2099-01-02T17:00:00+00:00", "2099-01-02T18:00:00+00:00", 800)]
+    kraken.data.joined_event_ids = [9]
+    config = make_config()
+    ups = cli(config, script="free_electricity.py")
+    assert ups.code == 0, ups.stderr
+    assert ups.stdout == "Power Up  2099-01-01T12:00:00+00:00 - 2099-01-01T13:00:00+00:00\n"
+    downs = cli(config, script="savings_sessions.py")
+    assert downs.code == 0, downs.stderr
+    assert downs.stdout == "Power Down EVENT_9 2099-01-02T17:00:00+00:00 - 2099-01-02T18:00:00+00:00 £1.00/kWh joined\n"
+    assert cli(make_config("bad.txt", octopus={"api_key": "sk_live_wrong"}), script="savings_sessions.py").code == 2
