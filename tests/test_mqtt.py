@@ -18,6 +18,7 @@ from conftest import AT, ROOT, Result
 from fakes import FakeKraken, FakeTessie
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+OPENSSL = shutil.which("openssl") or ""
 PASSWD = shutil.which("mosquitto_passwd") or (
     "/usr/bin/mosquitto_passwd" if Path("/usr/bin/mosquitto_passwd").exists() else None
 )
@@ -38,7 +39,7 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, tmp: Path, *, password: tuple[str, str] | None = None) -> None:
+    def __init__(self, tmp: Path, *, password: tuple[str, str] | None = None, tls: Path | None = None) -> None:
         self.port = free_port()
         # As root, mosquitto would switch to its own user and could not read files in pytest's 0700 tmp dirs.
         user = "root" if os.geteuid() == 0 else os.environ.get("USER", "nobody")
@@ -52,6 +53,8 @@ class Broker:
             lines += ["allow_anonymous false", f"password_file {pw_file}"]
         else:
             lines.append("allow_anonymous true")
+        if tls is not None:
+            lines += [f"cafile {tls / 'ca.pem'}", f"certfile {tls / 'server.pem'}", f"keyfile {tls / 'server.key'}"]
         conf = tmp / f"mosquitto-{self.port}.conf"
         conf.write_text("\n".join(lines) + "\n")
         assert MOSQUITTO is not None
@@ -233,4 +236,89 @@ def test_paho_is_not_imported_when_mqtt_is_off(
         [sys.executable, "-c", code, str(ROOT), str(config), AT], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.split() == ["0", "False"]
+    assert len(tessie.posted) == 1
+
+
+def make_certificates(folder: Path) -> Path:
+    """A throwaway CA and a server certificate for 127.0.0.1."""
+    folder.mkdir()
+
+    def ssl(*args: str) -> None:
+        subprocess.run([OPENSSL, *args], cwd=folder, check=True, capture_output=True)
+
+    ssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    )
+    return folder
+
+
+@pytest.mark.skipif(not OPENSSL, reason="needs openssl to make test certificates")
+def test_tls_broker_with_our_ca(
+    tmp_path: Path, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    certs = make_certificates(tmp_path / "certs")
+    secure = Broker(tmp_path, tls=certs)
+    try:
+        section = mqtt_section(secure.port, tls="true", ca_certs=str(certs / "ca.pem"), run_when_unreachable="false")
+        result = cli(make_config(mqtt=section), "--at", AT)
+        assert result.code == 0, result.log
+        assert "MQTT" not in result.log  # connected, no flag, so it ran
+        assert len(tessie.posted) == 1
+        # Without our CA the certificate is not trusted: unreachable, and this config says skip.
+        kraken.clear_log()
+        untrusted = cli(
+            make_config("untrusted.txt", mqtt=mqtt_section(secure.port, tls="true", run_when_unreachable="false")),
+            "--at",
+            AT,
+        )
+        assert untrusted.code == 0
+        assert "MQTT: cannot reach" in untrusted.log
+        assert kraken.requests == []
+    finally:
+        secure.stop()
+
+
+def test_broker_that_never_answers_does_not_hang_the_run(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    with socket.socket() as silent:  # completes the TCP handshake, never sends CONNACK
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        started = time.monotonic()
+        result = cli(make_config(mqtt=mqtt_section(silent.getsockname()[1])), "--at", AT)
+        elapsed = time.monotonic() - started
+    assert result.code == 0, result.log
+    assert elapsed < 10
+    assert "MQTT: no answer from the broker" in result.log
     assert len(tessie.posted) == 1
