@@ -300,6 +300,8 @@ def _rate_limited(state: dict[str, Any], now: datetime) -> None:
 
 def run(config: Config, opts: Options, now: datetime, redactor: RedactSecrets | None = None) -> int:
     state = load_state(config.state_path)
+    # Steady-state runs change nothing; skipping the write spares an SD card 1,440 writes a day.
+    loaded = json.dumps(state, sort_keys=True)
     live = not (opts.dry_run or opts.show)
     broker_reachable = config.mqtt.enabled
     if config.mqtt.enabled and not opts.force:
@@ -334,7 +336,7 @@ def run(config: Config, opts: Options, now: datetime, redactor: RedactSecrets | 
             _note_success(state)
             state.pop("backoff", None)
     finally:
-        if live:
+        if live and json.dumps(state, sort_keys=True) != loaded:
             save_state(config.state_path, state)
     if live and broker_reachable:
         from mqtt_switch import publish_status, status_payload

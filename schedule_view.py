@@ -33,6 +33,11 @@ def render_schedule(plan: WeekPlan, now: datetime, time_zone: str, rates: Rates,
     slots = next_24_hours(plan, now, time_zone)
     lines = [f"Schedule for the next 24 hours from {slots[0][0]:%a %d %b %H:%M} ({time_zone}){note}"]
     bar = "".join(SYMBOL[label] for _, label in slots)
+    ruler = [" "] * len(slots)
+    for i, (wall, _) in enumerate(slots[:-1]):
+        if wall.minute == 0 and wall.hour % 3 == 0:
+            ruler[i : i + 2] = f"{wall:%H}"
+    lines.append("  " + "".join(ruler).rstrip())
     lines.append(f"  {bar}   (one character per half-hour: # peak, . off-peak, 0 free, ! saving session)")
     lines.append("")
     start = 0

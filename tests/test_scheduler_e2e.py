@@ -75,6 +75,10 @@ def test_steady_state_run_makes_one_octopus_request_and_no_tesla_request(
     assert tessie.requests == []
     assert len(tessie.posted) == 1
     assert result.log.count("Posted tariff") == 1  # quiet minutes are not logged
+    state_path = Path(str(config) + ".state.json")
+    written = state_path.stat().st_mtime_ns
+    assert cli(config, "--at", "2026-11-24T12:02:00+00:00").code == 0
+    assert state_path.stat().st_mtime_ns == written  # nothing changed, nothing written
 
 
 def test_changed_slots_post_again_and_vanished_slots_too(
