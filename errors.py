@@ -32,6 +32,10 @@ class ServiceUnavailable(ServiceError):
     """Their outage: timeouts, connection errors, HTTP 5xx, HTML error pages, rate limits."""
 
 
+class RateLimited(ServiceUnavailable):
+    """The service asked us to slow down (HTTP 429, KT-CT-1199)."""
+
+
 class BadResponse(ServiceError):
     """The service answered, but with data we cannot trust (wrong shape, error body)."""
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from errors import ServiceUnavailable
+from errors import RateLimited, ServiceUnavailable
 
 if TYPE_CHECKING:
     import requests
@@ -54,7 +54,7 @@ def send(
             if status == 429:
                 wait = _retry_after(response)
                 if wait is None or wait > MAX_RETRY_AFTER_SECONDS:
-                    raise ServiceUnavailable(service, "rate limited (HTTP 429)", status=429)
+                    raise RateLimited(service, "rate limited (HTTP 429)", status=429)
                 if attempt < attempts:
                     sleep(wait)
                 continue

@@ -24,6 +24,7 @@ from errors import (
     ConfigError,
     CredentialsRejected,
     InvalidTariff,
+    RateLimited,
     SchedulerError,
     ServiceError,
     ServiceUnavailable,
@@ -324,7 +325,7 @@ def run(config: Config, opts: Options, now: datetime, redactor: RedactSecrets | 
         outcome, code = Outcome(result="config error"), EXIT_CONFIG
     except ServiceError as err:
         _note_failure(state, err, now)
-        if err.service == "Octopus" and "rate limited" in err.reason:
+        if isinstance(err, RateLimited) and err.service == "Octopus":
             _rate_limited(state, now)
         outcome, code = Outcome(result=f"error: {err}"), EXIT_SERVICE
     except InvalidTariff as err:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import http_retry
 from config import OctopusConfig
-from errors import BadResponse, CredentialsRejected, ServiceUnavailable
+from errors import BadResponse, CredentialsRejected, RateLimited, ServiceUnavailable
 from tariff import Slot
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ def check_graphql(body: Any, accepted_codes: frozenset[str] = frozenset()) -> di
         if code in accepted_codes:
             continue
         if code in RATE_LIMIT_CODES:
-            raise ServiceUnavailable(SERVICE, f"rate limited ({code}); keeping the current tariff")
+            raise RateLimited(SERVICE, f"rate limited ({code})")
         if code in KEY_REJECTED_CODES:
             raise CredentialsRejected(SERVICE, f"API key rejected ({code})", key="[octopus] api_key")
         if code in REAUTH_CODES or code in REFRESH_REJECTED_CODES:

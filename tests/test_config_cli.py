@@ -63,6 +63,7 @@ def test_sample_run_needs_nothing_and_shows_the_schedule(tmp_path: Path, cli: Ca
     result = cli("--sample", cwd=tmp_path)
     assert result.code == 0, result.stderr
     assert "Tue 14:00 - 15:00  . off-peak" in result.stdout
+    assert "\n  12    15    18    21    00    03    06    09\n  ####..#####!!####" in result.stdout
     assert "Tue 17:30 - 18:30  ! saving session (Power Down)  buy £2.5500" in result.stdout
     assert "Wed 11:00 - 12:00  0 free (Power Up)" in result.stdout
     assert "Wed 09:30 - 10:00  . off-peak" in result.stdout  # 09:37-09:49 rounded out

@@ -12,7 +12,7 @@ import pytest
 from conftest import AT, Result
 from fakes import IMPORT_MPAN, FakeKraken, FakeTessie
 
-from errors import BadResponse, CredentialsRejected, ServiceUnavailable
+from errors import BadResponse, CredentialsRejected, RateLimited
 from free_electricity import parse_power_ups
 from octopus import _Reauthenticate, check_graphql, parse_dispatches
 from savings_sessions import parse_session_events, plan_sessions
@@ -323,7 +323,7 @@ def test_expired_refresh_and_bad_token_recover_through_the_api_key(
         ("KT-CT-1143", _Reauthenticate),
         ("KT-CT-1134", _Reauthenticate),
         ("KT-CT-1139", CredentialsRejected),
-        ("KT-CT-1199", ServiceUnavailable),
+        ("KT-CT-1199", RateLimited),
         ("KT-CT-4340", BadResponse),
         ("OE-1305", BadResponse),
     ],
