@@ -60,6 +60,12 @@ def config_text(kraken: FakeKraken, tessie: FakeTessie, **overrides: dict[str, s
     return "\n".join(lines)
 
 
+def read_state(config: Path) -> dict[str, Any]:
+    """The state file the scheduler keeps beside a config."""
+    state: dict[str, Any] = json.loads(Path(str(config) + ".state.json").read_text())
+    return state
+
+
 @dataclass
 class Result:
     code: int

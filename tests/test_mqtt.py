@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AT, ROOT, Result
+from conftest import AT, ROOT, Result, read_state
 from fakes import FakeKraken, FakeTessie
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
@@ -131,7 +131,7 @@ def test_flag_on_runs_and_publishes_retained_status(
     assert result.code == 0, result.stderr
     assert len(tessie.posted) == 1
     status = json.loads(broker.retained("io_powerwall_scheduler/state")["io_powerwall_scheduler/state"])
-    state = json.loads(Path(str(config) + ".state.json").read_text())
+    state = read_state(config)
     assert status["result"] == "posted" and status["posted"] is True
     assert status["hash"] == state["tesla"]["posted_hash"]
     assert status["last_run"] == AT

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AT, Result
+from conftest import AT, Result, read_state
 from fakes import IMPORT_MPAN, FakeKraken, FakeTessie
 
 from errors import BadResponse, CredentialsRejected, RateLimited
@@ -59,10 +59,9 @@ def session(
 
 
 def forget_cached(config: Path, key: str) -> None:
-    state_path = Path(str(config) + ".state.json")
-    state = json.loads(state_path.read_text())
+    state = read_state(config)
     state["octopus"].pop(key, None)
-    state_path.write_text(json.dumps(state))
+    Path(str(config) + ".state.json").write_text(json.dumps(state))
 
 
 # ---- end to end: events shape the posted tariff on the right dates ---------------------------
@@ -302,15 +301,14 @@ def test_expired_refresh_and_bad_token_recover_through_the_api_key(
     config = make_config()
     assert cli(config, "--at", AT).code == 0
     state_path = Path(str(config) + ".state.json")
-    state = json.loads(state_path.read_text())
+    state = read_state(config)
     state["octopus"]["token"] = "garbage"  # KT-CT-1143 on use
     state["octopus"]["refresh_token"] = "refresh-unknown"  # KT-CT-1139-style refusal on refresh
     state["octopus"]["token_expires"] = 0
     state_path.write_text(json.dumps(state))
     result = cli(config, "--at", at(1))
     assert result.code == 0, result.log
-    state = json.loads(state_path.read_text())
-    assert state["octopus"]["token"] in kraken.tokens
+    assert read_state(config)["octopus"]["token"] in kraken.tokens
 
 
 # ---- pure parsers ----------------------------------------------------------------------------

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import AT, Result
+from conftest import AT, Result, read_state
 from fakes import API_KEY, TESSIE_TOKEN, FakeKraken, FakeTessie
 
 from tariff import price_grid, tariff_digest, validate_tariff
@@ -177,8 +176,7 @@ def test_state_records_hash_of_what_was_posted(
     config = make_config()
     assert cli(config, "--at", AT).code == 0
     state_path = Path(str(config) + ".state.json")
-    state = json.loads(state_path.read_text())
-    assert state["tesla"]["posted_hash"] == tariff_digest(posted_tariff(tessie))
+    assert read_state(config)["tesla"]["posted_hash"] == tariff_digest(posted_tariff(tessie))
     assert stat.S_IMODE(state_path.stat().st_mode) == 0o600
 
 
@@ -190,7 +188,7 @@ def test_failed_post_is_not_recorded_and_is_retried(
     result = cli(config, "--at", AT)
     assert result.code == 1
     assert "Tesla: HTTP 500" in result.log
-    assert "posted_hash" not in json.loads(Path(str(config) + ".state.json").read_text()).get("tesla", {})
+    assert "posted_hash" not in read_state(config).get("tesla", {})
     assert cli(config, "--at", "2026-11-24T12:01:00+00:00").code == 0
     assert len(tessie.posted) == 1
 
@@ -231,8 +229,8 @@ def test_two_configs_keep_separate_state(
     second = make_config("annex.txt", tariff={"import_peak": "0.35"})
     assert cli(first, "--at", AT).code == 0
     assert cli(second, "--at", AT).code == 0
-    a = json.loads(Path(str(first) + ".state.json").read_text())
-    b = json.loads(Path(str(second) + ".state.json").read_text())
+    a = read_state(first)
+    b = read_state(second)
     assert a["tesla"]["posted_hash"] != b["tesla"]["posted_hash"]
     assert len(tessie.posted) == 2
 

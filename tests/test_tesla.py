@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AT, Result
+from conftest import AT, Result, read_state
 from fakes import SITE_ID, TESSIE_TOKEN, FakeKraken, FakeTessie
 
 import io_powerwall_scheduler as scheduler
@@ -167,7 +167,7 @@ def test_post_that_does_not_stick_is_not_recorded(
     result = cli(config, "--at", AT)
     assert result.code == 1
     assert "live tariff differs" in result.log
-    state = json.loads(Path(str(config) + ".state.json").read_text())
+    state = read_state(config)
     assert "posted_hash" not in state["tesla"]
     assert cli(config, "--at", at(1)).code == 0
     assert len(tessie.posted) == 2 and tessie.live_tariff == tessie.posted[-1]["tou_settings"]["tariff_content_v2"]
@@ -203,7 +203,7 @@ def test_tesla_failures(
     assert logged in result.log
     assert TESSIE_TOKEN not in result.log
     assert tessie.live_tariff is None
-    state = json.loads(Path(str(config) + ".state.json").read_text())
+    state = read_state(config)
     assert "posted_hash" not in state.get("tesla", {})
     assert "backoff" not in state  # a Tesla failure never stops the Octopus polling
 
