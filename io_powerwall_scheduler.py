@@ -43,6 +43,7 @@ from tariff import (
     WeekPlan,
     build_tariff,
     default_day,
+    label_runs,
     price_grid,
     tariff_digest,
     validate_tariff,
@@ -203,19 +204,13 @@ def describe(plan: WeekPlan, config: Config) -> str:
     default = default_day(config.tariff.off_peak_start, config.tariff.off_peak_end)
     parts = []
     for weekday, labels in enumerate(plan.grid):
-        h = 0
-        while h < 48:
-            if labels[h] == default[h]:
-                h += 1
-                continue
-            end = h
-            while end < 48 and labels[end] == labels[h] and labels[end] != default[end]:
-                end += 1
-            day = plan.dates[weekday]
-            parts.append(
-                f"{day:%a %d %b} {h // 2:02d}:{h % 2 * 30:02d}-{end // 2 % 24:02d}:{end % 2 * 30:02d} {labels[h]}"
-            )
-            h = end
+        extra = [label if label != usual else None for label, usual in zip(labels, default, strict=True)]
+        day = plan.dates[weekday]
+        for h, end, label in label_runs(extra):
+            if label is not None:
+                parts.append(
+                    f"{day:%a %d %b} {h // 2:02d}:{h % 2 * 30:02d}-{end // 2 % 24:02d}:{end % 2 * 30:02d} {label}"
+                )
     return ", ".join(parts) or "no extra slots"
 
 

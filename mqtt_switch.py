@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from schedule_view import next_24_hours
+from schedule_view import blocks, next_24_hours
 from tariff import OFF_PEAK, SUPER_OFF_PEAK
 
 if TYPE_CHECKING:
@@ -117,26 +117,11 @@ def read_enable_flag(config: MqttConfig) -> FlagReading:
 def status_payload(
     result: str, posted: bool, digest: str, plan: WeekPlan | None, now: datetime, time_zone: str
 ) -> dict[str, Any]:
-    cheap = []
-    if plan is not None:
-        slots = next_24_hours(plan, now, time_zone)
-        i = 0
-        while i < len(slots):
-            if slots[i][1] in (OFF_PEAK, SUPER_OFF_PEAK):
-                j = i
-                while j < len(slots) and slots[j][1] == slots[i][1]:
-                    j += 1
-                end = slots[j - 1][0].timestamp() + 1800
-                cheap.append(
-                    {
-                        "start": slots[i][0].isoformat(),
-                        "end": datetime.fromtimestamp(end, slots[i][0].tzinfo).isoformat(),
-                        "label": slots[i][1],
-                    }
-                )
-                i = j
-            else:
-                i += 1
+    cheap = [
+        {"start": start.isoformat(), "end": end.isoformat(), "label": label}
+        for start, end, label in (blocks(next_24_hours(plan, now, time_zone)) if plan is not None else [])
+        if label in (OFF_PEAK, SUPER_OFF_PEAK)
+    ]
     return {"last_run": now.isoformat(), "result": result, "posted": posted, "hash": digest, "next_off_peak": cheap}
 
 

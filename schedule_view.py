@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from tariff import OFF_PEAK, ON_PEAK, PARTIAL_PEAK, SUPER_OFF_PEAK, Rates, WeekPlan
+from tariff import OFF_PEAK, ON_PEAK, PARTIAL_PEAK, SUPER_OFF_PEAK, Rates, WeekPlan, label_runs
+
+_HALF_HOUR = timedelta(minutes=30)
 
 SYMBOL = {ON_PEAK: "#", OFF_PEAK: ".", SUPER_OFF_PEAK: "0", PARTIAL_PEAK: "!"}
 NAME = {
@@ -25,8 +28,20 @@ def next_24_hours(plan: WeekPlan, now: datetime, time_zone: str) -> list[tuple[d
     for _ in range(48):
         wall = cursor.astimezone(tz)
         out.append((wall, plan.grid[wall.weekday()][wall.hour * 2 + wall.minute // 30]))
-        cursor = (cursor.astimezone(ZoneInfo("UTC")) + timedelta(minutes=30)).astimezone(tz)
+        cursor = (cursor.astimezone(ZoneInfo("UTC")) + _HALF_HOUR).astimezone(tz)
     return out
+
+
+def blocks(slots: Sequence[tuple[datetime, str]]) -> list[tuple[datetime, datetime, str]]:
+    """Neighbouring half-hours with one label merged: (start, end, label), ends in absolute time."""
+    return [
+        (
+            slots[start][0],
+            (slots[end - 1][0].astimezone(ZoneInfo("UTC")) + _HALF_HOUR).astimezone(slots[start][0].tzinfo),
+            label,
+        )
+        for start, end, label in label_runs([label for _, label in slots])
+    ]
 
 
 def render_schedule(plan: WeekPlan, now: datetime, time_zone: str, rates: Rates, *, note: str = "") -> str:
@@ -40,18 +55,10 @@ def render_schedule(plan: WeekPlan, now: datetime, time_zone: str, rates: Rates,
     lines.append("  " + "".join(ruler).rstrip())
     lines.append(f"  {bar}   (one character per half-hour: # peak, . off-peak, 0 free, ! saving session)")
     lines.append("")
-    start = 0
-    while start < len(slots):
-        end = start
-        while end < len(slots) and slots[end][1] == slots[start][1]:
-            end += 1
-        label = slots[start][1]
-        first = slots[start][0]
-        last = slots[end - 1][0] + timedelta(minutes=30)
+    for first, last, label in blocks(slots):
         buy, sell = plan.prices[label]
         span = f"{first:%a %H:%M} - {last:%H:%M}"
         lines.append(f"  {span}  {SYMBOL[label]} {NAME[label]:<28} buy £{buy:.4f}  sell £{sell:.4f} /kWh")
-        start = end
     lines.append("")
     lines.append(
         f"Rates in use: import peak £{rates.import_peak:.4f}, off-peak £{rates.import_off_peak:.4f}, "

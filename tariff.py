@@ -12,8 +12,10 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
+
+T = TypeVar("T")
 
 HALF_HOURS = 48
 DAYS = 7
@@ -175,17 +177,23 @@ def _money(value: float) -> float:
     return round(value, 5)
 
 
+def label_runs(labels: Sequence[T]) -> list[tuple[int, int, T]]:
+    """(start, end, value) for each run of equal neighbours, end exclusive."""
+    runs: list[tuple[int, int, T]] = []
+    for i, value in enumerate(labels):
+        if runs and runs[-1][2] == value:
+            runs[-1] = (runs[-1][0], i + 1, value)
+        else:
+            runs.append((i, i + 1, value))
+    return runs
+
+
 def _periods(grid: Sequence[Sequence[str]]) -> dict[str, list[dict[str, int]]]:
     """Turn the grid into Tesla periods: runs within a day, identical runs on adjacent days merged."""
     runs: dict[tuple[str, int, int], list[int]] = {}
     for weekday, day in enumerate(grid):
-        h = 0
-        while h < HALF_HOURS:
-            end = h
-            while end < HALF_HOURS and day[end] == day[h]:
-                end += 1
-            runs.setdefault((day[h], h, end), []).append(weekday)
-            h = end
+        for start, end, label in label_runs(day):
+            runs.setdefault((label, start, end), []).append(weekday)
     out: dict[str, list[dict[str, int]]] = {}
     for (label, start, end), weekdays in runs.items():
         for first, last in _consecutive(weekdays):
