@@ -48,6 +48,7 @@ from tariff import (
     tariff_digest,
     validate_tariff,
 )
+from tesla import tou_settings_body
 
 if TYPE_CHECKING:
     from octopus import Kraken
@@ -369,7 +370,7 @@ def _run(
         if opts.show:
             print(render_schedule(plan, now, config.tariff.time_zone, gathered.rates))
         if opts.dry_run:
-            print(json.dumps({"tou_settings": {"tariff_content_v2": tariff}}, indent=2))
+            print(json.dumps(tou_settings_body(tariff), indent=2))
         if opts.dry_run or opts.show:
             return Outcome(result="dry run", digest=digest, plan=plan)
         tesla = TeslaSite(
@@ -418,7 +419,7 @@ def run_sample(opts: Options) -> int:
     view = render_schedule(plan, when, config.tariff.time_zone, gathered.rates, note=" - bundled sample data")
     if opts.dry_run:
         print(view, file=sys.stderr)
-        print(json.dumps({"tou_settings": {"tariff_content_v2": tariff}}, indent=2))
+        print(json.dumps(tou_settings_body(tariff), indent=2))
     else:
         print(view)
         print(

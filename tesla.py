@@ -74,6 +74,11 @@ def parse_products(body: Any) -> list[EnergySite]:
     return sites
 
 
+def tou_settings_body(tariff: Mapping[str, Any]) -> dict[str, Any]:
+    """The body of POST .../time_of_use_settings; --dry-run prints exactly this."""
+    return {"tou_settings": {"tariff_content_v2": dict(tariff)}}
+
+
 class TeslaSite:
     def __init__(
         self,
@@ -135,8 +140,4 @@ class TeslaSite:
         return info
 
     def post_tariff(self, site_id: str, tariff: Mapping[str, Any]) -> None:
-        self._request(
-            "POST",
-            f"/api/1/energy_sites/{site_id}/time_of_use_settings",
-            {"tou_settings": {"tariff_content_v2": dict(tariff)}},
-        )
+        self._request("POST", f"/api/1/energy_sites/{site_id}/time_of_use_settings", tou_settings_body(tariff))
