@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import http_retry
@@ -29,6 +29,7 @@ USER_AGENT = "io-powerwall-scheduler/1.0"
 TOKEN_MARGIN = timedelta(minutes=5)
 DEVICE_TTL = timedelta(hours=24)
 ACCOUNT_TTL = timedelta(hours=24)
+FREE_ELECTRICITY_CAMPAIGN = "free_electricity"
 
 TOKEN_MUTATION = """
 mutation ObtainToken($input: ObtainJSONWebTokenInput!) {
@@ -361,26 +362,21 @@ class Kraken:
 
     def cached(self, key: str, ttl: timedelta, produce: Callable[[], Any]) -> Any:
         """A value kept in the state for ``ttl``; ``produce`` runs only when it is stale."""
-        value = self._cached(key, ttl)
-        if value is None:
-            value = produce()
-            self._remember(key, value)
-        return value
-
-    def _cached(self, key: str, ttl: timedelta) -> Any:
         entry = self.state.get(key)
         if isinstance(entry, dict) and self.clock() - float(entry.get("at", 0)) < ttl.total_seconds():
-            return entry.get("value")
-        return None
-
-    def _remember(self, key: str, value: Any) -> None:
+            value = entry.get("value")
+            if value is not None:
+                return value
+        value = produce()
         self.state[key] = {"at": self.clock(), "value": value}
+        return value
 
     def device_id(self) -> str | None:
-        """The account's live smart-charging device, cached for a day ('' means none)."""
-        cached = self._cached("device", DEVICE_TTL)
-        if cached is not None:
-            return str(cached) or None
+        """The account's live smart-charging device, cached for a day."""
+        return str(self.cached("device", DEVICE_TTL, self._find_device)) or None
+
+    def _find_device(self) -> str:
+        """The first live EV or charger on the account; '' (cached too) when there is none."""
         data = self.graphql(DEVICES_QUERY, {"accountNumber": self.config.account_number})
         devices = data.get("devices")
         if not isinstance(devices, list):
@@ -395,18 +391,16 @@ class Kraken:
         device = str(live[0].get("id") or "") if live else ""
         if not device:
             log.warning("No live smart-charging device on the account; only the fixed window is used")
-        self._remember("device", device)
-        return device or None
+        return device
 
     def agreements(self) -> list[Agreement]:
         """Electricity agreements (import and export), cached for a day."""
-        cached = self._cached("agreements", ACCOUNT_TTL)
-        if isinstance(cached, list):
-            return [Agreement(**a) for a in cached]
-        data = self.graphql(ACCOUNT_QUERY, {"accountNumber": self.config.account_number})
-        found = parse_agreements(data)
-        self._remember("agreements", [a.__dict__ for a in found])
-        return found
+
+        def fetch() -> list[dict[str, str]]:
+            data = self.graphql(ACCOUNT_QUERY, {"accountNumber": self.config.account_number})
+            return [a.__dict__ for a in parse_agreements(data)]
+
+        return [Agreement(**a) for a in self.cached("agreements", ACCOUNT_TTL, fetch)]
 
     def import_mpan(self) -> str | None:
         return next((a.mpan for a in self.agreements() if a.direction == "IMPORT"), None)
@@ -420,7 +414,7 @@ class Kraken:
             if mpan is None:
                 return [], None
             data = self.graphql(
-                POWER_UPS_QUERY, {"accountNumber": account, "mpan": mpan, "campaignSlug": "free_electricity"}
+                POWER_UPS_QUERY, {"accountNumber": account, "mpan": mpan, "campaignSlug": FREE_ELECTRICITY_CAMPAIGN}
             )
             return [], data
         if mpan is None:
@@ -428,7 +422,7 @@ class Kraken:
             return parse_dispatches(data), None
         data = self.graphql(
             DISPATCHES_AND_POWER_UPS_QUERY,
-            {"accountNumber": account, "deviceId": device, "mpan": mpan, "campaignSlug": "free_electricity"},
+            {"accountNumber": account, "deviceId": device, "mpan": mpan, "campaignSlug": FREE_ELECTRICITY_CAMPAIGN},
         )
         return parse_dispatches(data), data
 
@@ -441,7 +435,3 @@ class Kraken:
         )
         joined = (data.get("joinSavingSessionsEvent") or {}).get("joinedEventCodes") or []
         return [str(c) for c in joined]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
