@@ -142,27 +142,46 @@ def gather(config: Config, kraken: Kraken, now: datetime) -> Gathered:
 
     features = config.features
     dispatches, power_up_data = kraken.dispatches_and_power_ups(power_ups=features.free_electricity)
-    free = parse_power_ups(power_up_data, now) if features.free_electricity else []
     auto = cached_auto_rates(kraken, now) if config.tariff.rates_auto else None
     rates = resolve_rates(config.tariff, auto)
-    saving: list[SavingSession] = []
+    session_data = None
     if features.saving_sessions or features.free_electricity:  # weekend happy hours come with the sessions
         poll = timedelta(minutes=max(features.saving_sessions_poll_minutes, 1))
-        data = kraken.cached("saving_sessions", poll, kraken.saving_sessions)
+        session_data = kraken.cached("saving_sessions", poll, kraken.saving_sessions)
+    gathered, to_join = assemble(config, dispatches, power_up_data, session_data, rates, now)
+    _join(kraken, to_join)
+    return gathered
+
+
+def assemble(
+    config: Config,
+    dispatches: list[Slot],
+    power_up_data: dict[str, Any] | None,
+    session_data: dict[str, Any] | None,
+    rates: Rates,
+    now: datetime,
+) -> tuple[Gathered, list[str]]:
+    """Which events count, per the config's features; also the sessions worth joining. Pure."""
+    features = config.features
+    free = parse_power_ups(power_up_data, now) if features.free_electricity else []
+    saving: list[SavingSession] = []
+    to_join: list[str] = []
+    if session_data is not None:
         auto_join = features.saving_sessions and features.auto_join_saving_sessions
         sessions = plan_sessions(
-            parse_session_events(data, now),
+            parse_session_events(session_data, now),
             export_rate=rates.export_peak,
             min_offset=features.min_saving_offset,
             auto_join_min_reward=features.auto_join_min_reward if auto_join else None,
         )
-        _join(kraken, sessions.to_join)
+        to_join = sessions.to_join
         saving = sessions.saving_sessions if features.saving_sessions else []
         if features.free_electricity:
             free = [*free, *sessions.free_slots]
-    return Gathered(
+    gathered = Gathered(
         dispatches=dispatches, free_slots=sorted(set(free), key=lambda s: s.start), saving_sessions=saving, rates=rates
     )
+    return gathered, to_join
 
 
 def _join(kraken: Kraken, codes: Sequence[str]) -> None:
@@ -398,18 +417,7 @@ def load_sample(now: datetime | None) -> tuple[Config, Gathered, datetime]:
     from rates import resolve_rates
 
     rates = resolve_rates(config.tariff, None)
-    sessions = plan_sessions(
-        parse_session_events(session_data, when),
-        export_rate=rates.export_peak,
-        min_offset=config.features.min_saving_offset,
-        auto_join_min_reward=None,
-    )
-    gathered = Gathered(
-        dispatches=parse_dispatches(kraken_data),
-        free_slots=parse_power_ups(kraken_data, when) + sessions.free_slots,
-        saving_sessions=sessions.saving_sessions,
-        rates=rates,
-    )
+    gathered, _ = assemble(config, parse_dispatches(kraken_data), kraken_data, session_data, rates, when)
     return config, gathered, when
 
 
