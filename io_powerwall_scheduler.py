@@ -118,7 +118,8 @@ def setup_logging(log_file: Path | None, secrets: Sequence[str], *, debug: bool)
     handlers: list[logging.Handler] = []
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        # delay: a quiet minute logs nothing, so it need not open (or create) the file.
+        file_handler = logging.FileHandler(log_file, encoding="utf-8", delay=True)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         handlers.append(file_handler)
     console = logging.StreamHandler(sys.stderr)
