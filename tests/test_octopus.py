@@ -19,6 +19,7 @@ from savings_sessions import parse_session_events, plan_sessions
 from tariff import price_grid
 
 START = datetime.fromisoformat(AT)  # Tuesday 24 Nov 2026, 12:00 GMT
+AUTO_RATES = {"rates": "auto", "import_peak": "", "import_off_peak": "", "export": ""}  # every price from Octopus
 
 
 def at(minutes: int) -> str:
@@ -183,7 +184,7 @@ def test_power_up_parser_never_crashes(data: Any) -> None:
 def test_auto_rates_from_agreements_cached_and_overridden(
     kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
 ) -> None:
-    config = make_config(tariff={"rates": "auto", "import_peak": "", "import_off_peak": "", "export": ""})
+    config = make_config(tariff=AUTO_RATES)
     shown = cli(config, "--at", AT, "--show")
     assert shown.code == 0, shown.stderr
     assert "Rates in use: import peak £0.2896, off-peak £0.0700, export £0.1500" in shown.stdout
@@ -193,9 +194,7 @@ def test_auto_rates_from_agreements_cached_and_overridden(
     kraken.clear_log()
     assert cli(config, "--at", at(1)).code == 0
     assert all(r["operations"] != ["rest"] and "account" not in r["operations"] for r in kraken.requests)
-    override = make_config(
-        "override.txt", tariff={"rates": "auto", "import_peak": "0.40", "import_off_peak": "", "export": ""}
-    )
+    override = make_config("override.txt", tariff={**AUTO_RATES, "import_peak": "0.40"})
     assert cli(override, "--at", AT).code == 0
     assert grid_at(tessie, 1, "12:00")[1] == 0.4 and grid_at(tessie, 1, "02:00")[1] == 0.07
 
@@ -205,7 +204,7 @@ def test_auto_rates_for_day_night_only_products(
 ) -> None:
     kraken.data.import_tariff = ("IOG-SMB-TOU-25-12-12", "E-1R-IOG-SMB-TOU-25-12-12-H")
     kraken.data.unit_rates["E-1R-IOG-SMB-TOU-25-12-12-H"] = {"day": [31.5], "night": [6.5]}
-    config = make_config(tariff={"rates": "auto", "import_peak": "", "import_off_peak": "", "export": ""})
+    config = make_config(tariff=AUTO_RATES)
     assert cli(config, "--at", AT).code == 0
     assert grid_at(tessie, 1, "12:00")[1] == 0.315 and grid_at(tessie, 1, "02:00")[1] == 0.065
 
@@ -214,9 +213,7 @@ def test_auto_rates_missing_is_a_config_error(
     kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
 ) -> None:
     kraken.data.unit_rates = {}
-    result = cli(
-        make_config(tariff={"rates": "auto", "import_peak": "", "import_off_peak": "", "export": ""}), "--at", AT
-    )
+    result = cli(make_config(tariff=AUTO_RATES), "--at", AT)
     assert result.code == 2
     assert "[tariff] import_peak: could not be read from Octopus" in result.log
     assert tessie.posted == []
@@ -254,9 +251,7 @@ def test_no_fault_ever_produces_a_post(
     status: int,
     logged: str,
 ) -> None:
-    config = make_config(
-        tariff={"rates": "auto", "import_peak": "", "import_off_peak": "", "export": ""} if operation == "rest" else {}
-    )
+    config = make_config(tariff=AUTO_RATES if operation == "rest" else {})
     if operation in ("obtainKrakenToken", "rest"):
         first_run = []  # the fault hits the very first run
     else:
