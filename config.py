@@ -8,10 +8,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from errors import ConfigError
+
+if TYPE_CHECKING:
+    from dispatch_rules import TrustSetting
 
 T = TypeVar("T")
 
@@ -23,6 +26,7 @@ ENV_SECRETS = {
     ("tesla", "api_key"): "TESLA_API_KEY",
     ("mqtt", "password"): "MQTT_PASSWORD",
 }
+TRUST_SETTINGS = ("auto", "planned", "started")
 REQUIRED_FOR_RUN = [("octopus", "api_key"), ("octopus", "account_number")]
 REQUIRED_FOR_POST = [("tesla", "api_key"), ("tesla", "site_id")]
 
@@ -56,6 +60,8 @@ class TariffConfig:
     time_zone: str
     name: str
     utility: str
+    dispatch_trust: TrustSetting = "auto"
+    car_allowance_half_hours: int | None = None  # None: automatic from the tariff code; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,17 @@ def load_config(
     if rates_mode not in ("auto", "manual"):
         r.problem("tariff", "rates", f"{rates_mode!r} must be auto or manual")
     rates_auto = rates_mode == "auto"
+    trust = r.raw("tariff", "dispatch_trust", "auto").lower()
+    if trust not in TRUST_SETTINGS:
+        r.problem("tariff", "dispatch_trust", f"{trust[:20]!r} must be auto, planned or started")
+        trust = "auto"
+    allowance: int | None = None
+    if r.raw("tariff", "car_allowance_half_hours"):
+        count = r.number("tariff", "car_allowance_half_hours", "")
+        if not count.is_integer() or count > 48:
+            r.problem("tariff", "car_allowance_half_hours", "must be a whole number of half-hours from 0 to 48")
+        else:
+            allowance = int(count)
     import_peak = r.optional_number("tariff", "import_peak")
     import_off_peak = r.optional_number("tariff", "import_off_peak")
     export_peak = r.optional_number("tariff", "export")
@@ -258,6 +275,8 @@ def load_config(
             time_zone=zone,
             name=r.raw("tariff", "name", "Intelligent Octopus Go"),
             utility=r.raw("tariff", "utility", "Octopus Energy"),
+            dispatch_trust=cast("TrustSetting", trust),
+            car_allowance_half_hours=allowance,
         ),
         features=FeaturesConfig(
             free_electricity=r.boolean("features", "free_electricity", "true"),

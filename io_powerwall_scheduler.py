@@ -10,16 +10,18 @@ Exit codes: 0 done or nothing to do, 1 a service failed, 2 the config needs fixi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config import Config, load_config, write_template
+from dispatch_rules import BillingRules, DispatchData, Reason, decide_dispatches, resolve_rules
 from errors import (
     ConfigError,
     CredentialsRejected,
@@ -31,9 +33,8 @@ from errors import (
     cli_failure,
 )
 from free_electricity import parse_power_ups
-from octopus import parse_dispatches
 from savings_sessions import parse_session_events, plan_sessions
-from schedule_view import render_schedule
+from schedule_view import reason_for, render_schedule
 from state import load_state, run_lock, save_state
 from tariff import (
     Rates,
@@ -51,7 +52,7 @@ from tariff import (
 from tesla import tou_settings_body
 
 if TYPE_CHECKING:
-    from octopus import Kraken
+    from octopus import Kraken, PowerUpAnswer
     from tesla import TeslaSite
 
 log = logging.getLogger("io_powerwall_scheduler")
@@ -60,6 +61,8 @@ SAMPLE_DIR = HERE / "sample_data"
 EXIT_OK, EXIT_SERVICE, EXIT_CONFIG = 0, 1, 2
 BACKOFF_MINUTES = (5, 10, 20, 30)
 STILL_FAILING_EVERY = timedelta(hours=1)
+POWER_UPS_KEEP = timedelta(hours=6)  # how old a Power Up list may be and still stand in for a failed answer
+POWER_UPS_REFRESH = timedelta(minutes=30)  # re-stamp an unchanged list this often (spares the SD card)
 
 
 @dataclass(frozen=True)
@@ -72,11 +75,28 @@ class Options:
 
 
 @dataclass(frozen=True)
+class Facts:
+    """What a run learnt from Octopus and the state, before any rule is applied."""
+
+    dispatches: DispatchData
+    power_up_data: dict[str, Any] | None
+    session_data: dict[str, Any] | None
+    rates: Rates
+    rules: BillingRules
+    remembered: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Gathered:
-    dispatches: list[Slot]
+    """The events that count this run, per the config's features and Octopus's billing rules."""
+
+    dispatches: list[Slot]  # half-hours billed off-peak outside the core window
     free_slots: list[Slot]
     saving_sessions: list[SavingSession]
     rates: Rates
+    rules: BillingRules
+    reasons: Mapping[tuple[date, int], Reason] = field(default_factory=dict)
+    started: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -137,41 +157,112 @@ def setup_logging(log_file: Path | None, secrets: Sequence[str], *, debug: bool)
 # ---- gather ------------------------------------------------------------------------------
 
 
-def gather(config: Config, kraken: Kraken, now: datetime) -> Gathered:
-    """Everything the decision needs from Octopus; raises rather than return partial data."""
+def gather(config: Config, kraken: Kraken, state: dict[str, Any], now: datetime) -> Facts:
+    """Everything the decision needs from Octopus and the state; raises rather than return partial data
+    (except for Power Ups, which fall back on the last good list)."""
     from rates import cached_auto_rates, resolve_rates
 
     features = config.features
-    dispatches, power_up_data = kraken.dispatches_and_power_ups(power_ups=features.free_electricity)
+    dispatches, power_ups = kraken.dispatches_and_power_ups(now, power_ups=features.free_electricity)
+    power_up_data = _power_ups_or_last_good(kraken.state, power_ups, now)
+    rules = _billing_rules(config, kraken, state, now)
     auto = cached_auto_rates(kraken, now) if config.tariff.rates_auto else None
     rates = resolve_rates(config.tariff, auto)
     session_data = None
     if features.saving_sessions or features.free_electricity:  # weekend happy hours come with the sessions
         poll = timedelta(minutes=max(features.saving_sessions_poll_minutes, 1))
         session_data = kraken.cached("saving_sessions", poll, kraken.saving_sessions)
-    gathered, to_join = assemble(config, dispatches, power_up_data, session_data, rates, now)
-    _join(kraken, to_join)
-    return gathered
+    return Facts(dispatches, power_up_data, session_data, rates, rules, remembered_starts(state))
 
 
-def assemble(
-    config: Config,
-    dispatches: list[Slot],
-    power_up_data: dict[str, Any] | None,
-    session_data: dict[str, Any] | None,
-    rates: Rates,
-    now: datetime,
-) -> tuple[Gathered, list[str]]:
-    """Which events count, per the config's features; also the sessions worth joining. Pure."""
+def _billing_rules(config: Config, kraken: Kraken, state: dict[str, Any], now: datetime) -> BillingRules:
+    """The dispatch trust and car allowance in force; automatic ones follow the import tariff code."""
+    tariff = config.tariff
+    code = None
+    if tariff.dispatch_trust == "auto" or tariff.car_allowance_half_hours is None:
+        from octopus import import_agreement
+
+        agreement = import_agreement(kraken.agreements(), now)
+        notes = state.setdefault("notes", {})
+        if agreement is None:
+            if not notes.get("no_agreement"):
+                log.warning(
+                    "No import agreement known on the account; treating smart slots as the original "
+                    "Intelligent Octopus Go does (dispatch_trust = planned, no car allowance)"
+                )
+                notes["no_agreement"] = True
+        else:
+            code = agreement.tariff_code
+            notes.pop("no_agreement", None)
+        if not notes:
+            state.pop("notes")
+    return resolve_rules(tariff.dispatch_trust, tariff.car_allowance_half_hours, code)
+
+
+def _power_ups_or_last_good(memory: dict[str, Any], answer: PowerUpAnswer, now: datetime) -> dict[str, Any] | None:
+    """This run's Power Up list, or, when Octopus failed that field alone, the last good one (up to 6 h old)."""
+    if not answer.asked:
+        return None
+    kept = memory.get("power_ups")
+    kept_at = float(kept.get("at", 0)) if isinstance(kept, dict) else 0.0
+    if not answer.failed:
+        stale = now.timestamp() - kept_at >= POWER_UPS_REFRESH.total_seconds()
+        if memory.pop("power_ups_failing", None):
+            log.info("Octopus answers the Power Up field again")
+        if stale or not isinstance(kept, dict) or kept.get("value") != answer.data:
+            memory["power_ups"] = {"at": now.timestamp(), "value": answer.data}
+        return answer.data
+    usable = isinstance(kept, dict) and now.timestamp() - kept_at <= POWER_UPS_KEEP.total_seconds()
+    if not memory.get("power_ups_failing"):
+        when = datetime.fromtimestamp(kept_at, UTC).isoformat(timespec="minutes") if usable else ""
+        log.warning(
+            "Octopus answered the dispatches but not the Power Up field; %s",
+            f"using the Power Up list from {when}" if usable else "no recent Power Up list to fall back on",
+        )
+        memory["power_ups_failing"] = True
+    value = kept.get("value") if usable and isinstance(kept, dict) else None
+    return value if isinstance(value, dict) else None
+
+
+def remembered_starts(state: Mapping[str, Any]) -> dict[str, tuple[datetime, ...]]:
+    """Half-hours earlier runs saw start, per device (a record kept for dispatch_trust = started)."""
+    record = (state.get("dispatch") or {}).get("started") or {}
+    out: dict[str, tuple[datetime, ...]] = {}
+    if isinstance(record, dict):
+        for device, moments in record.items():
+            with contextlib.suppress(TypeError, ValueError):
+                out[str(device)] = tuple(datetime.fromisoformat(m) for m in moments)
+    return out
+
+
+def remember_starts(state: dict[str, Any], started: Mapping[str, Sequence[datetime]]) -> None:
+    if started:
+        record = {device: [m.isoformat() for m in moments] for device, moments in started.items()}
+        state.setdefault("dispatch", {})["started"] = record
+    else:
+        state.pop("dispatch", None)
+
+
+def assemble(config: Config, facts: Facts, now: datetime) -> tuple[Gathered, list[str]]:
+    """Which events count, per the config's features and the billing rules; also the sessions worth
+    joining. Pure."""
     features = config.features
-    free = parse_power_ups(power_up_data, now) if features.free_electricity else []
+    decision = decide_dispatches(
+        facts.dispatches,
+        facts.rules,
+        facts.remembered,
+        now,
+        config.tariff.time_zone,
+        (config.tariff.off_peak_start, config.tariff.off_peak_end),
+    )
+    free = parse_power_ups(facts.power_up_data, now) if features.free_electricity else []
     saving: list[SavingSession] = []
     to_join: list[str] = []
-    if session_data is not None:
+    if facts.session_data is not None:
         auto_join = features.saving_sessions and features.auto_join_saving_sessions
         sessions = plan_sessions(
-            parse_session_events(session_data, now),
-            export_rate=rates.export_peak,
+            parse_session_events(facts.session_data, now),
+            export_rate=facts.rates.export_peak,
             min_offset=features.min_saving_offset,
             auto_join_min_reward=features.auto_join_min_reward if auto_join else None,
         )
@@ -180,7 +271,13 @@ def assemble(
         if features.free_electricity:
             free = [*free, *sessions.free_slots]
     gathered = Gathered(
-        dispatches=dispatches, free_slots=sorted(set(free), key=lambda s: s.start), saving_sessions=saving, rates=rates
+        dispatches=list(decision.cheap),
+        free_slots=sorted(set(free), key=lambda s: s.start),
+        saving_sessions=saving,
+        rates=facts.rates,
+        rules=facts.rules,
+        reasons=decision.reasons,
+        started=decision.started,
     )
     return gathered, to_join
 
@@ -220,19 +317,28 @@ def decide(config: Config, gathered: Gathered, now: datetime) -> tuple[WeekPlan,
     return plan, tariff, tariff_digest(tariff)
 
 
-def describe(plan: WeekPlan, config: Config) -> str:
-    """Short text of what differs from the plain IOG pattern, for the log."""
+def describe(plan: WeekPlan, config: Config, reasons: Mapping[tuple[date, int], Reason]) -> str:
+    """Short text of what differs from the plain IOG pattern, and why, for the log."""
     default = default_day(config.tariff.off_peak_start, config.tariff.off_peak_end)
     parts = []
     for weekday, labels in enumerate(plan.grid):
-        extra = [label if label != usual else None for label, usual in zip(labels, default, strict=True)]
         day = plan.dates[weekday]
-        for h, end, label in label_runs(extra):
-            if label is not None:
-                parts.append(
-                    f"{day:%a %d %b} {h // 2:02d}:{h % 2 * 30:02d}-{end // 2 % 24:02d}:{end % 2 * 30:02d} {label}"
-                )
+        marks = [
+            (label, reason_for(label, reasons.get((day, h)))) if label != usual or (day, h) in reasons else None
+            for h, (label, usual) in enumerate(zip(labels, default, strict=True))
+        ]
+        for h, end, mark in label_runs(marks):
+            if mark is not None:
+                label, why = mark
+                span = f"{h // 2:02d}:{h % 2 * 30:02d}-{end // 2 % 24:02d}:{end % 2 * 30:02d}"
+                parts.append(f"{day:%a %d %b} {span} {label}" + (f" ({why})" if why else ""))
     return ", ".join(parts) or "no extra slots"
+
+
+def describe_rules(rules: BillingRules) -> str:
+    code = f"tariff {rules.tariff_code}" if rules.tariff_code else "no tariff code known"
+    allowance = f"{rules.allowance} half-hours a day" if rules.allowance is not None else "no limit"
+    return f"Smart slots: dispatch_trust = {rules.trust}, car allowance {allowance} ({code})"
 
 
 # ---- apply -------------------------------------------------------------------------------
@@ -383,12 +489,17 @@ def _run(
 
     with requests.Session() as session:
         kraken = Kraken(session, config.octopus, state, timeout=config.debug.timeout_seconds, clock=now.timestamp)
-        gathered = gather(config, kraken, now)
+        facts = gather(config, kraken, state, now)
         if redactor is not None and kraken.state.get("token"):
             redactor.add(str(kraken.state["token"]))
+        gathered, to_join = assemble(config, facts, now)
+        remember_starts(state, gathered.started)
+        if not (opts.dry_run or opts.show):
+            _join(kraken, to_join)
         plan, tariff, digest = decide(config, gathered, now)
         if opts.show:
-            print(render_schedule(plan, now, config.tariff.time_zone, gathered.rates))
+            print(render_schedule(plan, now, config.tariff.time_zone, gathered.rates, reasons=gathered.reasons))
+            print(describe_rules(gathered.rules))
         if opts.dry_run:
             print(json.dumps(tou_settings_body(tariff), indent=2))
         if opts.dry_run or opts.show:
@@ -398,7 +509,7 @@ def _run(
         )
         result, posted = apply(config, tesla, tariff, digest, state, now, force=opts.force)
     if posted:
-        log.info("Posted tariff %s: %s", digest[:12], describe(plan, config))
+        log.info("Posted tariff %s: %s", digest[:12], describe(plan, config, gathered.reasons))
     else:
         log.debug("Tariff %s %s", digest[:12], result)
     log.debug("Requests this run: Octopus %d, Tesla %d", kraken.requests_made, tesla.requests_made)
@@ -409,23 +520,34 @@ def _run(
 
 
 def load_sample(now: datetime | None) -> tuple[Config, Gathered, datetime]:
-    """The bundled recorded Octopus answers, run through the same parsers as live data."""
+    """The bundled recorded Octopus answers, run through the same parsers and rules as live data."""
     meta = json.loads((SAMPLE_DIR / "sample.json").read_text(encoding="utf-8"))
     config = load_config(HERE / "config.txt.example", env={}, need_octopus=False, need_tesla=False)
     when = now or datetime.fromisoformat(meta["recorded_at"])
     kraken_data = json.loads((SAMPLE_DIR / "kraken_dispatches.json").read_text(encoding="utf-8"))["data"]
     session_data = json.loads((SAMPLE_DIR / "saving_sessions.json").read_text(encoding="utf-8"))["data"]
+    from octopus import live_evs, merge_power_ups, parse_dispatch_data
     from rates import resolve_rates
 
-    rates = resolve_rates(config.tariff, None)
-    gathered, _ = assemble(config, parse_dispatches(kraken_data), kraken_data, session_data, rates, when)
+    tariff = config.tariff
+    facts = Facts(
+        dispatches=parse_dispatch_data(kraken_data, sorted(live_evs(kraken_data["devices"]))),
+        power_up_data=merge_power_ups(kraken_data),
+        session_data=session_data,
+        rates=resolve_rates(tariff, None),
+        rules=resolve_rules(tariff.dispatch_trust, tariff.car_allowance_half_hours, meta.get("import_tariff_code")),
+    )
+    gathered, _ = assemble(config, facts, when)
     return config, gathered, when
 
 
 def run_sample(opts: Options) -> int:
     config, gathered, when = load_sample(opts.at)
     plan, tariff, _ = decide(config, gathered, when)
-    view = render_schedule(plan, when, config.tariff.time_zone, gathered.rates, note=" - bundled sample data")
+    view = render_schedule(
+        plan, when, config.tariff.time_zone, gathered.rates, note=" - bundled sample data", reasons=gathered.reasons
+    )
+    view += "\n" + describe_rules(gathered.rules)
     if opts.dry_run:
         print(view, file=sys.stderr)
         print(json.dumps(tou_settings_body(tariff), indent=2))
@@ -520,8 +642,7 @@ def list_events(argv: Sequence[str], kind: str) -> int:
         with requests.Session() as session:
             kraken = Kraken(session, config.octopus, state, timeout=config.debug.timeout_seconds)
             if kind == "power_ups":
-                _, data = kraken.dispatches_and_power_ups(power_ups=True)
-                for slot in parse_power_ups(data, now):
+                for slot in parse_power_ups(kraken.power_ups(now).data, now):
                     print(f"Power Up  {slot.start.isoformat()} - {slot.end.isoformat()}")
             else:
                 for event in parse_session_events(kraken.saving_sessions(), now):

@@ -12,11 +12,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import http_retry
 from config import OctopusConfig
+from dispatch_rules import DispatchData, PlannedDispatch
 from errors import BadResponse, CredentialsRejected, RateLimited, ServiceUnavailable
 from tariff import Slot
 
@@ -37,41 +38,73 @@ mutation ObtainToken($input: ObtainJSONWebTokenInput!) {
 }
 """
 
-DEVICES_QUERY = """
-query Devices($accountNumber: String!) {
-  devices(accountNumber: $accountNumber) { id deviceType status { current } }
+# Each selection is written once and shared by the queries below: as GraphQL fragments where the
+# type name is documented, and as one text constant for devices, whose interface name is not.
+DEVICES_FIELD = "devices(accountNumber: $accountNumber) { id deviceType status { current currentState } }"
+DEVICES_QUERY = f"""
+query Devices($accountNumber: String!) {{
+  {DEVICES_FIELD}
+}}
+"""
+PLANNED_FRAGMENT = """
+fragment Planned on SmartFlexDispatch { start end type }
+"""
+COMPLETED_FRAGMENT = """
+fragment Completed on UpsideDispatchType { start end delta meta { source location } }
+"""
+POWER_UPS_FRAGMENT = """
+fragment CampaignEvents on CFCampaignEventConnectionTypeConnection {
+  edges { node { code name startAt endAt isEventParticipant } }
 }
 """
-
-# One request per run in steady state: device state, planned and completed dispatches.
-DISPATCHES_QUERY = """
-query Dispatches($accountNumber: String!, $deviceId: String!) {
-  devices(accountNumber: $accountNumber, deviceId: $deviceId) { id status { currentState } }
-  flexPlannedDispatches(deviceId: $deviceId) { start end type energyAddedKwh }
-  completedDispatches(accountNumber: $accountNumber) { start end delta meta { source location } }
-}
-"""
-
-# The same, with Power Up events batched in when the feature is on.
-DISPATCHES_AND_POWER_UPS_QUERY = """
-query DispatchesAndPowerUps($accountNumber: String!, $deviceId: String!, $mpan: String!, $campaignSlug: String!) {
-  devices(accountNumber: $accountNumber, deviceId: $deviceId) { id status { currentState } }
-  flexPlannedDispatches(deviceId: $deviceId) { start end type energyAddedKwh }
-  completedDispatches(accountNumber: $accountNumber) { start end delta meta { source location } }
-  customerFlexibilityCampaignEvents(
+# The order of campaign events is not documented, so both ends of the list are asked for: an
+# account with a long history still sees its newest events whichever way the list runs.
+POWER_UPS_FIELDS = """
+  powerUpsFirst: customerFlexibilityCampaignEvents(
     accountNumber: $accountNumber, campaignSlug: $campaignSlug, supplyPointIdentifier: $mpan, first: 20
-  ) { edges { node { code name startAt endAt isEventParticipant } } }
-}
+  ) { ...CampaignEvents }
+  powerUpsLast: customerFlexibilityCampaignEvents(
+    accountNumber: $accountNumber, campaignSlug: $campaignSlug, supplyPointIdentifier: $mpan, last: 20
+  ) { ...CampaignEvents }
 """
+POWER_UP_KEYS = ("powerUpsFirst", "powerUpsLast")
+MAX_EVS = 4  # Octopus allows several EVs per account; more than this is not seen in practice
 
-POWER_UPS_QUERY = """
-query PowerUps($accountNumber: String!, $mpan: String!, $campaignSlug: String!) {
-  customerFlexibilityCampaignEvents(
-    accountNumber: $accountNumber, campaignSlug: $campaignSlug, supplyPointIdentifier: $mpan, first: 20
-  ) { edges { node { code name startAt endAt isEventParticipant } } }
+
+def _dispatch_query(evs: int, *, power_ups: bool) -> str:
+    """The one request of a polling run, for ``evs`` devices (aliases ev0, ev1 ...)."""
+    params = ["$accountNumber: String!", *(f"$device{i}: String!" for i in range(evs))]
+    fields = [
+        f"  {DEVICES_FIELD}",
+        *(f"  ev{i}: flexPlannedDispatches(deviceId: $device{i}) {{ ...Planned }}" for i in range(evs)),
+        "  completedDispatches(accountNumber: $accountNumber) { ...Completed }",
+    ]
+    fragments = [COMPLETED_FRAGMENT, *([PLANNED_FRAGMENT] if evs else [])]
+    if power_ups:
+        params += ["$mpan: String!", "$campaignSlug: String!"]
+        fields.append(POWER_UPS_FIELDS.rstrip("\n"))
+        fragments.append(POWER_UPS_FRAGMENT)
+    header = f"query Dispatches({', '.join(params)}) {{"
+    return "\n".join([header, *fields, "}", *(f.strip() for f in fragments)]) + "\n"
+
+
+# Constants, one per shape; values always travel as variables.
+DISPATCH_QUERIES: Mapping[tuple[int, bool], str] = {
+    (evs, power_ups): _dispatch_query(evs, power_ups=power_ups)
+    for evs in range(MAX_EVS + 1)
+    for power_ups in (False, True)
 }
-"""
 
+POWER_UPS_QUERY = (
+    """
+query PowerUps($accountNumber: String!, $mpan: String!, $campaignSlug: String!) {"""
+    + POWER_UPS_FIELDS
+    + "}\n"
+    + POWER_UPS_FRAGMENT
+)
+
+# Agreements that have ended are left out; future ones are kept so that a pending switch takes
+# effect at its start even while this answer is cached.
 ACCOUNT_QUERY = """
 query Account($accountNumber: String!) {
   account(accountNumber: $accountNumber) {
@@ -121,15 +154,25 @@ class _Reauthenticate(Exception):
     """Internal: the token was refused; mint a new one and retry once."""
 
 
-def check_graphql(body: Any, accepted_codes: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Return ``data`` from a GraphQL envelope or raise the error for whoever is at fault."""
+def check_graphql(
+    body: Any, accepted_codes: frozenset[str] = frozenset(), optional: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Return ``data`` from a GraphQL envelope or raise the error for whoever is at fault.
+
+    GraphQL can answer some fields and fail others. An ordinary error whose path starts at one of
+    the ``optional`` fields leaves that field None in the data; the caller decides what to do.
+    Errors about the token, the key or the rate limit always raise, wherever they point.
+    """
     if not isinstance(body, dict):
         raise BadResponse(SERVICE, "GraphQL answer is not a JSON object")
     errors = body.get("errors") or []
+    failed: set[str] = set()
     for err in errors if isinstance(errors, list) else [errors]:
         entry = err if isinstance(err, dict) else {}
-        code = str((entry.get("extensions") or {}).get("errorCode") or "")
+        extensions = entry.get("extensions")
+        code = str((extensions if isinstance(extensions, dict) else {}).get("errorCode") or "")
         message = str(entry.get("message") or "")
+        path = entry.get("path")
         if code in accepted_codes:
             continue
         if code in RATE_LIMIT_CODES:
@@ -138,11 +181,15 @@ def check_graphql(body: Any, accepted_codes: frozenset[str] = frozenset()) -> di
             raise CredentialsRejected(SERVICE, f"API key rejected ({code})", key="[octopus] api_key")
         if code in REAUTH_CODES or code in REFRESH_REJECTED_CODES:
             raise _Reauthenticate(code)
+        if isinstance(path, list) and path and path[0] in optional:
+            failed.add(str(path[0]))
+            log.debug("Octopus could not answer %s (%s)", path[0], code or message)
+            continue
         raise BadResponse(SERVICE, f"GraphQL error {code or 'without code'}: {message}".rstrip(": "))
     data = body.get("data")
     if not isinstance(data, dict):
         raise BadResponse(SERVICE, "GraphQL answer has no data")
-    return data
+    return {**data, **dict.fromkeys(failed)}
 
 
 def parse_time(value: Any) -> datetime:
@@ -163,28 +210,59 @@ def _is_smart(source: Any) -> bool:
     return source is None or str(source).lower() in ("smart", "smart-charge")
 
 
-def parse_dispatches(data: Mapping[str, Any]) -> list[Slot]:
-    """Smart dispatches at home, planned and completed, as slots (BOOST/TEST/away excluded)."""
-    planned = data.get("flexPlannedDispatches")
-    completed = data.get("completedDispatches")
-    if not isinstance(planned, list) or not isinstance(completed, list):
-        raise BadResponse(SERVICE, "dispatch lists missing from the answer")
-    slots: list[Slot] = []
-    for item in planned:
-        if not isinstance(item, dict):
-            raise BadResponse(SERVICE, "planned dispatch is not an object")
-        if str(item.get("type") or "SMART").upper() != "SMART":
-            continue
-        slots.append(Slot(parse_time(item.get("start")), parse_time(item.get("end"))))
-    for item in completed:
-        if not isinstance(item, dict):
-            raise BadResponse(SERVICE, "completed dispatch is not an object")
+def _objects(value: Any, what: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise BadResponse(SERVICE, f"{what} is not a list of objects")
+    return value
+
+
+def live_evs(devices: Any) -> dict[str, str]:
+    """Live EV devices (chargers report ELECTRIC_VEHICLES too) -> their current smart-control state."""
+    return {
+        str(d["id"]): str((d.get("status") or {}).get("currentState") or "")
+        for d in _objects(devices, "devices")
+        if d.get("id")
+        and d.get("deviceType") == "ELECTRIC_VEHICLES"
+        and ((d.get("status") or {}).get("current") or "LIVE") == "LIVE"
+    }
+
+
+def parse_dispatch_data(data: Mapping[str, Any], devices: Sequence[str]) -> DispatchData:
+    """Planned SMART dispatches per device (aliases ev0, ev1 ... in ``devices`` order), completed
+    smart dispatches at home, and each live EV's state. BOOST, TEST and away dispatches are left out."""
+    planned = []
+    for i, device in enumerate(devices):
+        for item in _objects(data.get(f"ev{i}"), "planned dispatches"):
+            if str(item.get("type") or "SMART").upper() == "SMART":
+                slot = Slot(parse_time(item.get("start")), parse_time(item.get("end")))
+                planned.append(PlannedDispatch(device, slot))
+    completed = []
+    for item in _objects(data.get("completedDispatches"), "completed dispatches"):
         meta = item.get("meta") or {}
-        location = meta.get("location")
-        if location not in (None, "AT_HOME") or not _is_smart(meta.get("source")):
+        if not isinstance(meta, dict):
+            raise BadResponse(SERVICE, "completed dispatch meta is not an object")
+        if meta.get("location") not in (None, "AT_HOME") or not _is_smart(meta.get("source")):
             continue
-        slots.append(Slot(parse_time(item.get("start")), parse_time(item.get("end"))))
-    return sorted(set(slots), key=lambda s: (s.start, s.end))
+        completed.append(Slot(parse_time(item.get("start")), parse_time(item.get("end"))))
+    states = live_evs(data["devices"]) if data.get("devices") is not None else {}
+    return DispatchData(
+        planned=tuple(sorted(set(planned), key=lambda p: (p.slot.start, p.slot.end, p.device))),
+        completed=tuple(sorted(set(completed), key=lambda s: (s.start, s.end))),
+        device_states=states,
+    )
+
+
+def merge_power_ups(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Both ends of the campaign-event list as one connection; None when either end failed."""
+    edges: list[Any] = []
+    for key in POWER_UP_KEYS:
+        part = data.get(key)
+        if part is None:
+            return None
+        found = part.get("edges") if isinstance(part, dict) else part
+        # An odd shape is passed on whole, so that the parser reports it.
+        edges.extend(found if isinstance(found, list) else [found] if found else [])
+    return {"customerFlexibilityCampaignEvents": {"edges": edges}}
 
 
 @dataclass(frozen=True)
@@ -193,6 +271,15 @@ class Agreement:
     direction: str
     product_code: str
     tariff_code: str
+    valid_from: str = ""  # ISO 8601; empty means since ever
+    valid_to: str = ""  # ISO 8601; empty means open-ended
+
+    @property
+    def starts(self) -> datetime:
+        return parse_time(self.valid_from) if self.valid_from else datetime.min.replace(tzinfo=UTC)
+
+    def valid_at(self, moment: datetime) -> bool:
+        return self.starts <= moment and (not self.valid_to or moment < parse_time(self.valid_to))
 
 
 def parse_agreements(data: Mapping[str, Any]) -> list[Agreement]:
@@ -200,20 +287,46 @@ def parse_agreements(data: Mapping[str, Any]) -> list[Agreement]:
     if not isinstance(account, dict):
         raise BadResponse(SERVICE, "account missing from the answer")
     out = []
-    for entry in account.get("electricityAgreements") or []:
-        point = (entry or {}).get("meterPoint") or {}
-        for agreement in point.get("agreements") or []:
-            tariff = (agreement or {}).get("tariff") or {}
+    for entry in _objects(account.get("electricityAgreements") or [], "electricity agreements"):
+        point = entry.get("meterPoint") or {}
+        for agreement in _objects(point.get("agreements") or [], "agreements"):
+            tariff = agreement.get("tariff") or {}
             if point.get("mpan") and tariff.get("tariffCode"):
-                out.append(
-                    Agreement(
-                        mpan=str(point["mpan"]),
-                        direction=str(point.get("direction") or "IMPORT").upper(),
-                        product_code=str(tariff.get("productCode") or ""),
-                        tariff_code=str(tariff["tariffCode"]),
-                    )
+                found = Agreement(
+                    mpan=str(point["mpan"]),
+                    direction=str(point.get("direction") or "IMPORT").upper(),
+                    product_code=str(tariff.get("productCode") or ""),
+                    tariff_code=str(tariff["tariffCode"]),
+                    valid_from=str(agreement.get("validFrom") or ""),
+                    valid_to=str(agreement.get("validTo") or ""),
                 )
+                for moment in (found.valid_from, found.valid_to):
+                    if moment:
+                        parse_time(moment)  # unreadable dates fail here, not when the cache is used
+                out.append(found)
     return out
+
+
+def agreements_now(agreements: Sequence[Agreement], now: datetime) -> list[Agreement]:
+    """The agreement valid now on each meter point (the latest to start, if several claim it)."""
+    chosen: dict[str, Agreement] = {}
+    for agreement in agreements:
+        if agreement.valid_at(now):
+            best = chosen.get(agreement.mpan)
+            if best is None or agreement.starts > best.starts:
+                chosen[agreement.mpan] = agreement
+    return sorted(chosen.values(), key=lambda a: (a.direction != "IMPORT", a.mpan))
+
+
+def import_agreement(agreements: Sequence[Agreement], now: datetime) -> Agreement | None:
+    return next((a for a in agreements_now(agreements, now) if a.direction == "IMPORT"), None)
+
+
+@dataclass(frozen=True)
+class PowerUpAnswer:
+    data: dict[str, Any] | None  # {"customerFlexibilityCampaignEvents": {"edges": [...]}}
+    asked: bool  # False when the account has no import meter point to ask about
+    failed: bool = False  # Octopus answered the rest of the query but not this field
 
 
 def _jwt_expiry(token: str) -> float | None:
@@ -291,6 +404,7 @@ class Kraken:
         *,
         backend: bool = False,
         accepted_codes: frozenset[str] = frozenset(),
+        optional: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
         """Run an authenticated query; on a refused token, mint a new one and retry once."""
         url = self.config.backend_graphql_url if backend else self.config.graphql_url
@@ -298,7 +412,7 @@ class Kraken:
             headers = {"Authorization": self.token(force_new=attempt == 2)}
             try:
                 body = self._request("POST", url, json={"query": query, "variables": dict(variables)}, headers=headers)
-                return check_graphql(body, accepted_codes)
+                return check_graphql(body, accepted_codes, optional)
             except _Reauthenticate as why:
                 log.info("Octopus refused the token (%s); getting a new one", why)
         raise CredentialsRejected(SERVICE, "token refused twice", key="[octopus] api_key")
@@ -371,60 +485,71 @@ class Kraken:
         self.state[key] = {"at": self.clock(), "value": value}
         return value
 
-    def device_id(self) -> str | None:
-        """The account's live smart-charging device, cached for a day."""
-        return str(self.cached("device", DEVICE_TTL, self._find_device)) or None
+    def devices(self) -> list[str]:
+        """The account's live EVs and chargers (at most MAX_EVS), cached for a day."""
+        found = self.cached("devices", DEVICE_TTL, self._find_devices)
+        return [str(d) for d in found] if isinstance(found, list) else []
 
-    def _find_device(self) -> str:
-        """The first live EV or charger on the account; '' (cached too) when there is none."""
+    def _find_devices(self) -> list[str]:
         data = self.graphql(DEVICES_QUERY, {"accountNumber": self.config.account_number})
-        devices = data.get("devices")
-        if not isinstance(devices, list):
-            raise BadResponse(SERVICE, "devices missing from the answer")
-        live = [
-            d
-            for d in devices
-            if isinstance(d, dict)
-            and d.get("deviceType") == "ELECTRIC_VEHICLES"
-            and ((d.get("status") or {}).get("current") or "LIVE") == "LIVE"
-        ]
-        device = str(live[0].get("id") or "") if live else ""
-        if not device:
+        return self._remember_devices(data.get("devices"))
+
+    def _remember_devices(self, devices: Any) -> list[str]:
+        evs = sorted(live_evs(devices))
+        if not evs:
             log.warning("No live smart-charging device on the account; only the fixed window is used")
-        return device
+        elif len(evs) > MAX_EVS:
+            log.warning("%d EVs on the account; only the first %d are followed", len(evs), MAX_EVS)
+        return evs[:MAX_EVS]
 
     def agreements(self) -> list[Agreement]:
-        """Electricity agreements (import and export), cached for a day."""
+        """Electricity agreements (import and export, current and future), cached for a day."""
 
         def fetch() -> list[dict[str, str]]:
             data = self.graphql(ACCOUNT_QUERY, {"accountNumber": self.config.account_number})
             return [a.__dict__ for a in parse_agreements(data)]
 
-        return [Agreement(**a) for a in self.cached("agreements", ACCOUNT_TTL, fetch)]
+        try:
+            return [Agreement(**a) for a in self.cached("electricity_agreements", ACCOUNT_TTL, fetch)]
+        except (TypeError, BadResponse):
+            self.state.pop("electricity_agreements", None)  # a cache from another version: ask again
+            return [Agreement(**a) for a in self.cached("electricity_agreements", ACCOUNT_TTL, fetch)]
 
-    def import_mpan(self) -> str | None:
-        return next((a.mpan for a in self.agreements() if a.direction == "IMPORT"), None)
+    def dispatches_and_power_ups(self, now: datetime, *, power_ups: bool) -> tuple[DispatchData, PowerUpAnswer]:
+        """Every EV's dispatches and state, plus Power Up events when asked, in one request.
 
-    def dispatches_and_power_ups(self, *, power_ups: bool) -> tuple[list[Slot], dict[str, Any] | None]:
-        """Smart dispatches, plus the raw Power Up data when asked (batched into one request)."""
-        device = self.device_id()
-        mpan = self.import_mpan() if power_ups else None
-        account = self.config.account_number
-        if device is None:
-            if mpan is None:
-                return [], None
-            data = self.graphql(
-                POWER_UPS_QUERY, {"accountNumber": account, "mpan": mpan, "campaignSlug": FREE_ELECTRICITY_CAMPAIGN}
-            )
-            return [], data
-        if mpan is None:
-            data = self.graphql(DISPATCHES_QUERY, {"accountNumber": account, "deviceId": device})
-            return parse_dispatches(data), None
-        data = self.graphql(
-            DISPATCHES_AND_POWER_UPS_QUERY,
-            {"accountNumber": account, "deviceId": device, "mpan": mpan, "campaignSlug": FREE_ELECTRICITY_CAMPAIGN},
-        )
-        return parse_dispatches(data), data
+        An error confined to the Power Up fields does not fail the run: the answer then says so
+        (``PowerUpAnswer.failed``) and the caller falls back on the last good list.
+        """
+        devices = self.devices()
+        agreement = import_agreement(self.agreements(), now) if power_ups else None
+        variables: dict[str, str] = {"accountNumber": self.config.account_number}
+        variables.update({f"device{i}": device for i, device in enumerate(devices)})
+        if agreement is not None:
+            variables.update(mpan=agreement.mpan, campaignSlug=FREE_ELECTRICITY_CAMPAIGN)
+        query = DISPATCH_QUERIES[(len(devices), agreement is not None)]
+        data = self.graphql(query, variables, optional=frozenset(POWER_UP_KEYS))
+        if data.get("devices") is not None:
+            seen = self._remember_devices(data["devices"])
+            if seen != devices:  # a car added or removed: follow it from the next run
+                self.state["devices"] = {"at": self.clock(), "value": seen}
+        if agreement is None:
+            return parse_dispatch_data(data, devices), PowerUpAnswer(None, asked=False)
+        merged = merge_power_ups(data)
+        return parse_dispatch_data(data, devices), PowerUpAnswer(merged, asked=True, failed=merged is None)
+
+    def power_ups(self, now: datetime) -> PowerUpAnswer:
+        """Power Up events alone, for the listing helper."""
+        agreement = import_agreement(self.agreements(), now)
+        if agreement is None:
+            return PowerUpAnswer(None, asked=False)
+        variables = {
+            "accountNumber": self.config.account_number,
+            "mpan": agreement.mpan,
+            "campaignSlug": FREE_ELECTRICITY_CAMPAIGN,
+        }
+        merged = merge_power_ups(self.graphql(POWER_UPS_QUERY, variables, optional=frozenset(POWER_UP_KEYS)))
+        return PowerUpAnswer(merged, asked=True, failed=merged is None)
 
     def saving_sessions(self) -> dict[str, Any]:
         return self.graphql(SAVING_SESSIONS_QUERY, {"accountNumber": self.config.account_number}, backend=True)

@@ -46,9 +46,11 @@ def fetch_auto_rates(kraken: Kraken, now: datetime) -> AutoRates:
         "period_from": day.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "period_to": (day + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    from octopus import agreements_now
+
     found: dict[str, float | None] = {"import_peak": None, "import_off_peak": None, "export": None}
     codes = []
-    for agreement in kraken.agreements():
+    for agreement in agreements_now(kraken.agreements(), now):
         base = f"products/{agreement.product_code}/electricity-tariffs/{agreement.tariff_code}"
         codes.append(agreement.tariff_code)
         standard = band_prices(kraken.rest_get(f"{base}/standard-unit-rates/", window))
@@ -67,6 +69,13 @@ def fetch_auto_rates(kraken: Kraken, now: datetime) -> AutoRates:
 
 
 def cached_auto_rates(kraken: Kraken, now: datetime) -> AutoRates:
+    """Rates cached for a day, and read again at once when another agreement takes over."""
+    from octopus import agreements_now
+
+    codes = ", ".join(a.tariff_code for a in agreements_now(kraken.agreements(), now))
+    entry = kraken.state.get("auto_rates")
+    if isinstance(entry, dict) and (entry.get("value") or {}).get("source") != codes:
+        kraken.state.pop("auto_rates")
     value = kraken.cached("auto_rates", RATES_TTL, lambda: fetch_auto_rates(kraken, now).__dict__)
     return AutoRates(**value)
 

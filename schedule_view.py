@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+from dispatch_rules import REASON_TEXT, Reason
 from tariff import OFF_PEAK, ON_PEAK, PARTIAL_PEAK, SUPER_OFF_PEAK, Rates, WeekPlan, label_runs
 
+T = TypeVar("T")
 _HALF_HOUR = timedelta(minutes=30)
 
 SYMBOL = {ON_PEAK: "#", OFF_PEAK: ".", SUPER_OFF_PEAK: "0", PARTIAL_PEAK: "!"}
@@ -17,6 +20,14 @@ NAME = {
     SUPER_OFF_PEAK: "free (Power Up)",
     PARTIAL_PEAK: "saving session (Power Down)",
 }
+
+
+LABEL_REASON: Mapping[str, Reason] = {SUPER_OFF_PEAK: "power-up", PARTIAL_PEAK: "saving-session"}
+
+
+def reason_for(label: str, dispatch_reason: Reason | None) -> Reason | None:
+    """Why a half-hour has its label: an event's label speaks for itself, otherwise the dispatch rule."""
+    return LABEL_REASON.get(label, dispatch_reason)
 
 
 def next_24_hours(plan: WeekPlan, now: datetime, time_zone: str) -> list[tuple[datetime, str]]:
@@ -32,7 +43,7 @@ def next_24_hours(plan: WeekPlan, now: datetime, time_zone: str) -> list[tuple[d
     return out
 
 
-def blocks(slots: Sequence[tuple[datetime, str]]) -> list[tuple[datetime, datetime, str]]:
+def blocks(slots: Sequence[tuple[datetime, T]]) -> list[tuple[datetime, datetime, T]]:
     """Neighbouring half-hours with one label merged: (start, end, label), ends in absolute time."""
     return [
         (
@@ -44,7 +55,15 @@ def blocks(slots: Sequence[tuple[datetime, str]]) -> list[tuple[datetime, dateti
     ]
 
 
-def render_schedule(plan: WeekPlan, now: datetime, time_zone: str, rates: Rates, *, note: str = "") -> str:
+def render_schedule(
+    plan: WeekPlan,
+    now: datetime,
+    time_zone: str,
+    rates: Rates,
+    *,
+    note: str = "",
+    reasons: Mapping[tuple[date, int], Reason] | None = None,
+) -> str:
     slots = next_24_hours(plan, now, time_zone)
     lines = [f"Schedule for the next 24 hours from {slots[0][0]:%a %d %b %H:%M} ({time_zone}){note}"]
     bar = "".join(SYMBOL[label] for _, label in slots)
@@ -59,9 +78,25 @@ def render_schedule(plan: WeekPlan, now: datetime, time_zone: str, rates: Rates,
         buy, sell = plan.prices[label]
         span = f"{first:%a %H:%M} - {last:%H:%M}"
         lines.append(f"  {span}  {SYMBOL[label]} {NAME[label]:<28} buy £{buy:.4f}  sell £{sell:.4f} /kWh")
+    why = explain(slots, reasons or {})
+    if why:
+        lines += ["", "Why (every half-hour that is not plain peak or the fixed off-peak window):", *why]
     lines.append("")
     lines.append(
         f"Rates in use: import peak £{rates.import_peak:.4f}, off-peak £{rates.import_off_peak:.4f}, "
         f"export £{rates.export_peak:.4f} (off-peak export £{rates.export_off_peak:.4f}) per kWh"
     )
     return "\n".join(lines)
+
+
+def explain(slots: Sequence[tuple[datetime, str]], reasons: Mapping[tuple[date, int], Reason]) -> list[str]:
+    """One line per run of half-hours sharing a label and a reason."""
+    keyed = [
+        (wall, (label, reason_for(label, reasons.get((wall.date(), wall.hour * 2 + wall.minute // 30)))))
+        for wall, label in slots
+    ]
+    lines = []
+    for first, last, (label, why) in blocks(keyed):
+        if why is not None:
+            lines.append(f"  {first:%a %H:%M} - {last:%H:%M}  {SYMBOL[label]} {NAME[label]:<28} {REASON_TEXT[why]}")
+    return lines

@@ -32,6 +32,7 @@ PRECEDENCE = (ON_PEAK, OFF_PEAK, SUPER_OFF_PEAK, PARTIAL_PEAK)
 LABELS = frozenset(PRECEDENCE)
 
 _HALF_HOUR = timedelta(minutes=30)
+_UTC = ZoneInfo("UTC")
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ class WeekPlan:
     prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # label -> (buy, sell)
 
 
-def _in_core_window(index: int, start: time, end: time) -> bool:
+def in_core_window(index: int, start: time, end: time) -> bool:
+    """Whether local half-hour ``index`` (0-47) lies in the fixed off-peak window."""
     minute = index * 30
     lo = start.hour * 60 + start.minute
     hi = end.hour * 60 + end.minute
@@ -98,25 +100,41 @@ def _in_core_window(index: int, start: time, end: time) -> bool:
 
 def default_day(off_peak_start: time, off_peak_end: time) -> tuple[str, ...]:
     """The plain IOG day: off-peak in the core window, peak otherwise."""
-    return tuple(OFF_PEAK if _in_core_window(h, off_peak_start, off_peak_end) else ON_PEAK for h in range(HALF_HOURS))
+    return tuple(OFF_PEAK if in_core_window(h, off_peak_start, off_peak_end) else ON_PEAK for h in range(HALF_HOURS))
 
 
-def half_hours_touched(slot: Slot, tz: ZoneInfo) -> Iterable[tuple[date, int]]:
-    """Yield (local date, half-hour index) for every half-hour the slot touches.
+def half_hour_start(moment: datetime, tz: ZoneInfo) -> datetime:
+    """The start (in UTC) of the local half-hour that contains ``moment``."""
+    local = moment.astimezone(tz)
+    floored = local.replace(minute=local.minute - local.minute % 30, second=0, microsecond=0)
+    return floored.astimezone(_UTC)
+
+
+def half_hour_starts(slot: Slot, tz: ZoneInfo) -> Iterable[datetime]:
+    """Yield the UTC start of every local half-hour the slot touches.
 
     Floors the start and steps in absolute time, so a DST change inside the slot is handled:
-    an ambiguous hour maps to its wall-clock half-hours, a skipped hour never appears.
+    an ambiguous hour yields both of its passes, a skipped hour never appears.
     """
     if slot.end <= slot.start:
         return
-    local = slot.start.astimezone(tz)
-    floored = local.replace(minute=local.minute - local.minute % 30, second=0, microsecond=0)
-    cursor = floored.astimezone(ZoneInfo("UTC"))
-    end = slot.end.astimezone(ZoneInfo("UTC"))
+    cursor = half_hour_start(slot.start, tz)
+    end = slot.end.astimezone(_UTC)
     while cursor < end:
-        wall = cursor.astimezone(tz)
-        yield wall.date(), wall.hour * 2 + wall.minute // 30
+        yield cursor
         cursor += _HALF_HOUR
+
+
+def local_half_hour(moment: datetime, tz: ZoneInfo) -> tuple[date, int]:
+    """(local date, half-hour index 0-47) of a moment."""
+    wall = moment.astimezone(tz)
+    return wall.date(), wall.hour * 2 + wall.minute // 30
+
+
+def half_hours_touched(slot: Slot, tz: ZoneInfo) -> Iterable[tuple[date, int]]:
+    """Yield (local date, half-hour index) for every half-hour the slot touches."""
+    for start in half_hour_starts(slot, tz):
+        yield local_half_hour(start, tz)
 
 
 def plan_week(inputs: TariffInputs) -> WeekPlan:

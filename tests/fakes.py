@@ -16,8 +16,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    build_schema,
+    execute_sync,
+    parse,
+    validate,
+)
+from graphql.type import GraphQLScalarType
 
 API_KEY = "sk_live_FAKEKEY0123456789"
 TESSIE_TOKEN = "tessie-FAKETOKEN-abcdef123456"
@@ -33,6 +46,7 @@ KRAKEN_ERRORS = {
     "KT-CT-1143": ("AUTHORIZATION", "Value of 'Authorization' header is not a valid credential."),
     "KT-CT-1199": ("AUTHORIZATION", "Too many requests."),
     "KT-CT-4340": ("APPLICATION", "Unable to fetch planned dispatches."),
+    "KT-CT-4341": ("APPLICATION", "Unable to fetch completed dispatches."),
 }
 CLOUDFRONT_403 = (
     '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN"><HTML><HEAD><TITLE>ERROR: The request could '
@@ -48,6 +62,7 @@ class Fault:
     kind: str
     times: int = 1
     status: int = 500
+    operation: str = "*"
 
 
 def _jwt(exp: float) -> str:
@@ -74,7 +89,7 @@ class FakeService:
         handler = self._handler_class()
         self.server = _Server(("127.0.0.1", 0), handler)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -90,7 +105,7 @@ class FakeService:
 
     def inject(self, operation: str, kind: str, *, times: int = 1, status: int = 500) -> None:
         with self.lock:
-            self.faults.setdefault(operation, []).append(Fault(kind, times, status))
+            self.faults.setdefault(operation, []).append(Fault(kind, times, status, operation))
 
     def take_fault(self, operations: list[str]) -> Fault | None:
         with self.lock:
@@ -174,12 +189,118 @@ class FakeService:
 
 # ---- Kraken ------------------------------------------------------------------------------
 
+# The part of Kraken's schema this project touches, from the docs pages cited in
+# ../shared/reference/octopus_api.md. The fake validates and executes queries against it with
+# graphql-core, so aliases, fragments, variables and per-field errors behave as on the real
+# server, and a misspelt field or argument is refused as the real server would refuse it.
+MAIN_SDL = """
+scalar DateTime
+scalar Decimal
+scalar GenericScalar
+
+type Query {
+  devices(
+    accountNumber: String!, deviceId: String, propertyId: ID, integrationDeviceId: String
+  ): [SmartFlexDeviceInterface]
+  flexPlannedDispatches(deviceId: String!): [SmartFlexDispatch]
+  completedDispatches(accountNumber: String!): [UpsideDispatchType]
+  customerFlexibilityCampaignEvents(
+    accountNumber: String!, campaignSlug: String!, supplyPointIdentifier: String!,
+    first: Int, last: Int, after: String, before: String
+  ): CFCampaignEventConnectionTypeConnection
+  account(accountNumber: String!): AccountType
+}
+type Mutation { obtainKrakenToken(input: ObtainJSONWebTokenInput!): ObtainKrakenJSONWebToken }
+
+interface SmartFlexDeviceInterface { id: String! provider: String deviceType: String status: SmartFlexDeviceStatus }
+type SmartFlexVehicle implements SmartFlexDeviceInterface {
+  id: String! provider: String deviceType: String status: SmartFlexDeviceStatus make: String model: String
+}
+type SmartFlexDevice implements SmartFlexDeviceInterface {
+  id: String! provider: String deviceType: String status: SmartFlexDeviceStatus
+}
+type SmartFlexDeviceStatus { current: String currentState: String isSuspended: Boolean }
+enum SmartFlexChargingType { SMART BOOST TEST }
+type SmartFlexDispatch { start: DateTime! end: DateTime! type: SmartFlexChargingType! energyAddedKwh: Decimal }
+type UpsideDispatchType { start: DateTime end: DateTime delta: Decimal meta: UpsideDispatchMetaType }
+type UpsideDispatchMetaType { source: String location: String }
+type CFCampaignEventConnectionTypeConnection {
+  edges: [CFCampaignEventConnectionTypeEdge] totalCount: Int edgeCount: Int pageInfo: PageInfo
+}
+type CFCampaignEventConnectionTypeEdge { cursor: String node: CFCampaignEventType }
+type CFCampaignEventType { code: String name: String startAt: DateTime endAt: DateTime isEventParticipant: Boolean }
+type PageInfo { hasNextPage: Boolean! hasPreviousPage: Boolean! startCursor: String endCursor: String }
+type AccountType { electricityAgreements(active: Boolean): [ElectricityAgreementType] }
+type ElectricityAgreementType { meterPoint: ElectricityMeterPointType }
+type ElectricityMeterPointType {
+  mpan: String direction: String
+  agreements(includeInactive: Boolean, excludeFuture: Boolean, validAfter: DateTime): [AgreementType]
+}
+type AgreementType { validFrom: DateTime validTo: DateTime tariff: TariffUnion }
+union TariffUnion = TariffType | HalfHourlyTariff
+type TariffType { productCode: String tariffCode: String }
+type HalfHourlyTariff { productCode: String tariffCode: String }
+input ObtainJSONWebTokenInput { APIKey: String refreshToken: String email: String password: String }
+type ObtainKrakenJSONWebToken { token: String refreshToken: String refreshExpiresIn: Int payload: GenericScalar }
+"""
+
+BACKEND_SDL = """
+scalar DateTime
+type Query { savingSessions: SavingSessionsType }
+type Mutation { joinSavingSessionsEvent(input: JoinSavingSessionsEventInput!): JoinSavingSessionsEvent }
+type SavingSessionsType {
+  events(includeDev: Boolean): [SavingSessionEvent]
+  account(accountNumber: String!): SavingSessionsAccount
+}
+type SavingSessionEvent {
+  id: Int code: String rewardPerKwhInOctoPoints: Int startAt: DateTime endAt: DateTime eventType: String
+  status: String targetRegion: [Region]
+}
+type Region { regionId: Int }
+type SavingSessionsAccount { signedUpMeterPoint: Region hasJoinedCampaign: Boolean joinedEvents: [JoinedEvent] }
+type JoinedEvent { eventId: Int startAt: DateTime endAt: DateTime }
+input JoinSavingSessionsEventInput { accountNumber: String! eventCode: String! }
+type JoinSavingSessionsEvent { joinedEventCodes: [String] }
+"""
+
+
+def _schema(sdl: str) -> GraphQLSchema:
+    schema = build_schema(sdl)
+    for name, type_ in schema.type_map.items():
+        if name == "SmartFlexDeviceInterface":
+            type_.resolve_type = lambda obj, *_: obj.get("__typename", "SmartFlexDevice")  # type: ignore[attr-defined]
+        elif name == "TariffUnion":
+            type_.resolve_type = lambda *_: "TariffType"  # type: ignore[attr-defined]
+        elif isinstance(type_, GraphQLScalarType) and name in ("DateTime", "Decimal", "GenericScalar"):
+            type_.serialize = lambda value: value  # type: ignore[method-assign]  # recorded values pass as they are
+    return schema
+
+
+def _top_fields(document: DocumentNode) -> list[tuple[str, str]]:
+    """(field name, response key) of each top-level field of the operation, in order."""
+    out = []
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            for selection in definition.selection_set.selections:
+                if isinstance(selection, FieldNode):
+                    out.append(
+                        (selection.name.value, selection.alias.value if selection.alias else selection.name.value)
+                    )
+    return out
+
+
+def _agreement(valid_from: str, valid_to: str | None, product: str, tariff: str) -> dict[str, Any]:
+    return {"validFrom": valid_from, "validTo": valid_to, "tariff": {"productCode": product, "tariffCode": tariff}}
+
 
 @dataclass
 class KrakenData:
-    planned: list[dict[str, Any]] = field(default_factory=list)
+    planned: list[dict[str, Any]] = field(default_factory=list)  # the first EV's (DEVICE_ID)
+    planned_by_device: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # other EVs
+    device_states: dict[str, str] = field(default_factory=dict)  # device id -> currentState
     completed: list[dict[str, Any]] = field(default_factory=list)
     power_ups: list[dict[str, Any]] = field(default_factory=list)
+    power_ups_newest_first: bool = False  # the order of the connection, which Octopus does not document
     saving_events: list[dict[str, Any]] = field(default_factory=list)
     joined_event_ids: list[int] = field(default_factory=list)
     region: int = 5
@@ -202,6 +323,9 @@ class KrakenData:
         ]
     )
     import_tariff: tuple[str, str] = ("INTELLI-VAR-24-10-29", "E-1R-INTELLI-VAR-24-10-29-A")
+    import_valid_to: str | None = None  # when the current import agreement ends
+    # Further import agreements, e.g. a pending switch: _agreement(valid_from, valid_to, product, tariff).
+    later_imports: list[dict[str, Any]] = field(default_factory=list)
     export_tariff: tuple[str, str] = ("OUTGOING-VAR-24-10-26", "E-1R-OUTGOING-VAR-24-10-26-A")
     # tariff code -> kind ("standard"/"day"/"night") -> pence values inc VAT
     unit_rates: dict[str, dict[str, list[float]]] = field(
@@ -215,12 +339,15 @@ class KrakenData:
 class FakeKraken(FakeService):
     BACKEND_PATH = "/backend/v1/graphql/"
     MAIN_PATH = "/v1/graphql/"
+    SCHEMAS: ClassVar[dict[str, GraphQLSchema]] = {}
 
     def __init__(self) -> None:
         self.data = KrakenData()
         self.tokens: dict[str, float] = {}
         self.refresh_tokens: set[str] = set()
         self.counter = 0
+        if not FakeKraken.SCHEMAS:
+            FakeKraken.SCHEMAS.update(main=_schema(MAIN_SDL), backend=_schema(BACKEND_SDL))
         super().__init__()
 
     @property
@@ -243,26 +370,6 @@ class FakeKraken(FakeService):
     def operations(self) -> list[list[str]]:
         return [r["operations"] for r in self.requests]
 
-    @staticmethod
-    def detect(query: str, backend: bool) -> list[str]:
-        if backend:
-            return [op for op in ("joinSavingSessionsEvent", "savingSessions") if op in query][:1]
-        ops = []
-        for op in (
-            "obtainKrakenToken",
-            "flexPlannedDispatches",
-            "completedDispatches",
-            "customerFlexibilityCampaignEvents",
-            "plannedDispatches",
-        ):
-            if op in query and not (op == "plannedDispatches" and "flexPlannedDispatches" in query):
-                ops.append(op)
-        if re.search(r"\bdevices\s*\(", query):
-            ops.append("devices")
-        if re.search(r"\baccount\s*\(", query):
-            ops.append("account")
-        return ops
-
     def handle(self, request: BaseHTTPRequestHandler, method: str, raw: bytes | None) -> None:
         parsed = urlparse(request.path)
         auth = request.headers.get("Authorization") or ""
@@ -277,42 +384,52 @@ class FakeKraken(FakeService):
         backend = parsed.path == self.BACKEND_PATH
         try:
             body = json.loads(raw or b"{}")
-        except ValueError:
-            self.send(request, 400, {"errors": [{"message": "bad json"}]})
+            query = str(body.get("query") or "")
+            variables = body.get("variables") or {}
+            document = parse(query)
+        except (ValueError, GraphQLError) as err:
+            self.send(request, 400, {"errors": [{"message": f"bad request: {err}"}]})
             return
-        query = str(body.get("query") or "")
-        variables = body.get("variables") or {}
-        ops = self.detect(query, backend)
+        fields = _top_fields(document)
+        ops = list(dict.fromkeys(name for name, _ in fields))
         with self.lock:
             self.requests.append(
                 {"path": parsed.path, "operations": ops, "auth": auth, "variables": variables, "query": query}
             )
-        fault = self.take_fault(ops)
+        fault = self.take_fault(ops) if not self._field_faults_only(ops) else None
         if fault and self.apply_fault(request, fault):
             return
         if fault and fault.kind.startswith("KT-CT-"):
-            self.send(request, 200, self._error(fault.kind, ops[-1] if ops else "query", ops))
+            # The whole answer is an error, pointing at the faulted field (by its alias, as Kraken does).
+            where = next((key for name, key in fields if name == fault.operation), fields[0][1] if fields else "query")
+            self.send(request, 200, self._error(fault.kind, where, fields))
             return
-        if "obtainKrakenToken" in ops:
-            self._token(request, variables.get("input") or {})
+        schema = self.SCHEMAS["backend" if backend else "main"]
+        problems = validate(schema, document)
+        if problems:
+            self.send(request, 400, {"errors": [e.formatted for e in problems], "data": None})
             return
-        token = auth[4:] if auth.startswith("JWT ") and not backend else auth
-        if not auth:
-            self.send(
-                request,
-                200,
-                self._error("KT-CT-1112", ops[0] if ops else "query", ops, "'Authorization' header not provided."),
-            )
-            return
-        if token not in self.tokens:
-            self.send(request, 200, self._error("KT-CT-1143", ops[0] if ops else "query", ops))
-            return
-        if self.tokens[token] < time.time():
-            self.send(request, 200, self._error("KT-CT-1124", ops[0] if ops else "query", ops))
-            return
-        self.send(request, 200, {"data": self._answer(ops, variables)})
+        if ops != ["obtainKrakenToken"]:
+            token = auth[4:] if auth.startswith("JWT ") and not backend else auth
+            first = fields[0][1] if fields else "query"
+            if not auth:
+                self.send(
+                    request, 200, self._error("KT-CT-1112", first, fields, "'Authorization' header not provided.")
+                )
+                return
+            if token not in self.tokens:
+                self.send(request, 200, self._error("KT-CT-1143", first, fields))
+                return
+            if self.tokens[token] < time.time():
+                self.send(request, 200, self._error("KT-CT-1124", first, fields))
+                return
+        result = execute_sync(schema, document, root_value=self._root(), variable_values=variables)
+        answer: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            answer["errors"] = [e.formatted for e in result.errors]
+        self.send(request, 200, answer)
 
-    def _error(self, code: str, path: str, ops: list[str], message: str | None = None) -> dict[str, Any]:
+    def _error(self, code: str, path: str, fields: list[tuple[str, str]], message: str | None = None) -> dict[str, Any]:
         kind, default = KRAKEN_ERRORS.get(code, ("APPLICATION", "Error."))
         return {
             "errors": [
@@ -323,10 +440,116 @@ class FakeKraken(FakeService):
                     "extensions": {"errorType": kind, "errorCode": code, "errorDescription": message or default},
                 }
             ],
-            "data": {op: None for op in ops} if ops else None,
+            "data": {key: None for _, key in fields} if fields else None,
         }
 
-    def _token(self, request: BaseHTTPRequestHandler, auth_input: dict[str, Any]) -> None:
+    def _field_faults_only(self, ops: list[str]) -> bool:
+        """True when the next fault for these operations fails a field, which execution raises."""
+        with self.lock:
+            for op in [*ops, "*"]:
+                queue = self.faults.get(op) or []
+                if queue:
+                    return queue[0].kind.startswith("field:")
+        return False
+
+    def _field_fault(self, name: str) -> None:
+        """A fault of kind "field:KT-CT-4340" fails that one field, as Kraken does, leaving the rest."""
+        with self.lock:
+            queue = self.faults.get(name) or []
+            if not queue or not queue[0].kind.startswith("field:"):
+                return
+            fault = queue[0]
+            fault.times -= 1
+            if fault.times <= 0:
+                queue.pop(0)
+        code = fault.kind.removeprefix("field:")
+        kind, message = KRAKEN_ERRORS.get(code, ("APPLICATION", "Error."))
+        raise GraphQLError(message, extensions={"errorType": kind, "errorCode": code, "errorDescription": message})
+
+    def _root(self) -> dict[str, Any]:
+        d = self.data
+
+        def resolver(name: str, answer: Any) -> Any:
+            def resolve(_info: Any, **args: Any) -> Any:
+                self._field_fault(name)
+                return answer(**args)
+
+            return resolve
+
+        return {
+            # The lambdas name their parameters as the schema does: resolvers get arguments by name.
+            "obtainKrakenToken": resolver("obtainKrakenToken", lambda input: self._token(input)),  # noqa: PLW0108
+            "devices": resolver("devices", self._devices),
+            "flexPlannedDispatches": resolver(
+                "flexPlannedDispatches",
+                lambda deviceId: d.planned if deviceId == DEVICE_ID else d.planned_by_device.get(deviceId, []),
+            ),
+            "completedDispatches": resolver("completedDispatches", lambda accountNumber: d.completed),
+            "customerFlexibilityCampaignEvents": resolver("customerFlexibilityCampaignEvents", self._campaign_events),
+            "account": resolver("account", lambda accountNumber: self._account()),
+            "savingSessions": resolver("savingSessions", self._saving_sessions),
+            "joinSavingSessionsEvent": resolver(
+                "joinSavingSessionsEvent", lambda input: self._join(input["eventCode"])
+            ),
+        }
+
+    def _devices(self, accountNumber: str, deviceId: str | None = None, **_: Any) -> list[dict[str, Any]]:
+        default_state = "SMART_CONTROL_CAPABLE"
+        return [
+            {**x, "status": {"currentState": self.data.device_states.get(x["id"], default_state), **x["status"]}}
+            for x in self.data.devices
+            if deviceId in (None, x["id"])
+        ]
+
+    def _campaign_events(
+        self, supplyPointIdentifier: str, first: int | None = None, last: int | None = None, **_: Any
+    ) -> dict[str, Any]:
+        if supplyPointIdentifier != IMPORT_MPAN:
+            return {"edges": [], "totalCount": 0, "edgeCount": 0}
+        nodes = sorted(
+            self.data.power_ups, key=lambda n: str(n.get("startAt")), reverse=self.data.power_ups_newest_first
+        )
+        edges = [{"cursor": str(i), "node": n} for i, n in enumerate(nodes)]
+        if first is not None:
+            edges = edges[:first]
+        if last is not None:
+            edges = edges[-last:] if last else []
+        return {"edges": edges, "totalCount": len(nodes), "edgeCount": len(edges)}
+
+    def _account(self) -> dict[str, Any]:
+        d = self.data
+        imports = [_agreement("2025-06-01T00:00:00+01:00", d.import_valid_to, *d.import_tariff), *d.later_imports]
+        exports = [_agreement("2025-06-01T00:00:00+01:00", None, *d.export_tariff)]
+        return {
+            "electricityAgreements": [
+                {"meterPoint": {"mpan": IMPORT_MPAN, "direction": "IMPORT", "agreements": imports}},
+                {"meterPoint": {"mpan": EXPORT_MPAN, "direction": "EXPORT", "agreements": exports}},
+            ]
+        }
+
+    def _saving_sessions(self) -> dict[str, Any]:
+        d = self.data
+        return {
+            "events": d.saving_events,
+            "account": {
+                "signedUpMeterPoint": {"regionId": d.region},
+                "hasJoinedCampaign": True,
+                "joinedEvents": [
+                    {"eventId": e["id"], "startAt": e["startAt"], "endAt": e["endAt"]}
+                    for e in d.saving_events
+                    if e["id"] in d.joined_event_ids
+                ],
+            },
+        }
+
+    def _join(self, code: str) -> dict[str, Any]:
+        d = self.data
+        match = [e for e in d.saving_events if e["code"] == code]
+        if match:
+            d.joined_event_ids.append(match[0]["id"])
+        return {"joinedEventCodes": [e["code"] for e in d.saving_events if e["id"] in d.joined_event_ids]}
+
+    def _token(self, auth_input: dict[str, Any]) -> dict[str, Any]:
         if auth_input.get("APIKey") == API_KEY or auth_input.get("refreshToken") in self.refresh_tokens:
             with self.lock:
                 self.counter += 1
@@ -335,111 +558,21 @@ class FakeKraken(FakeService):
                 refresh = f"refresh-{self.counter}"
                 self.tokens[token] = exp
                 self.refresh_tokens.add(refresh)
-            self.send(
-                request,
-                200,
-                {
-                    "data": {
-                        "obtainKrakenToken": {
-                            "token": token,
-                            "refreshToken": refresh,
-                            "refreshExpiresIn": int(exp + 7 * 86400),
-                            "payload": {
-                                "sub": "kraken|account-user:1",
-                                "gty": "API-KEY",
-                                "iat": int(exp - 3600),
-                                "exp": int(exp),
-                            },
-                        }
-                    }
-                },
-            )
-            return
-        error = self._error("KT-CT-1139", "obtainKrakenToken", ["obtainKrakenToken"], "Invalid data.")
-        error["errors"][0]["extensions"]["validationErrors"] = [
-            {"message": "Authentication failed.", "inputPath": ["input", "apiKey"]}
-        ]
-        self.send(request, 200, error)
-
-    def _answer(self, ops: list[str], variables: dict[str, Any]) -> dict[str, Any]:
-        d = self.data
-        out: dict[str, Any] = {}
-        for op in ops:
-            if op == "devices":
-                device_id = variables.get("deviceId")
-                out["devices"] = [
-                    {
-                        "id": x["id"],
-                        "status": {"currentState": "SMART_CONTROL_IN_PROGRESS", **x["status"]},
-                        "deviceType": x["deviceType"],
-                    }
-                    for x in d.devices
-                    if device_id in (None, x["id"])
-                ]
-            elif op == "flexPlannedDispatches":
-                out[op] = d.planned
-            elif op == "completedDispatches":
-                out[op] = d.completed
-            elif op == "customerFlexibilityCampaignEvents":
-                if variables.get("mpan") != IMPORT_MPAN:
-                    out[op] = {"edges": []}
-                else:
-                    out[op] = {
-                        "edges": [{"cursor": str(i), "node": n} for i, n in enumerate(d.power_ups)],
-                        "totalCount": len(d.power_ups),
-                        "edgeCount": len(d.power_ups),
-                    }
-            elif op == "account":
-                out["account"] = {
-                    "electricityAgreements": [
-                        {
-                            "meterPoint": {
-                                "mpan": IMPORT_MPAN,
-                                "direction": "IMPORT",
-                                "agreements": [
-                                    {
-                                        "validFrom": "2025-06-01T00:00:00+01:00",
-                                        "validTo": None,
-                                        "tariff": {"productCode": d.import_tariff[0], "tariffCode": d.import_tariff[1]},
-                                    }
-                                ],
-                            }
-                        },
-                        {
-                            "meterPoint": {
-                                "mpan": EXPORT_MPAN,
-                                "direction": "EXPORT",
-                                "agreements": [
-                                    {
-                                        "validFrom": "2025-06-01T00:00:00+01:00",
-                                        "validTo": None,
-                                        "tariff": {"productCode": d.export_tariff[0], "tariffCode": d.export_tariff[1]},
-                                    }
-                                ],
-                            }
-                        },
-                    ]
-                }
-            elif op == "savingSessions":
-                out[op] = {
-                    "events": d.saving_events,
-                    "account": {
-                        "signedUpMeterPoint": {"regionId": d.region},
-                        "hasJoinedCampaign": True,
-                        "joinedEvents": [
-                            {"eventId": e["id"], "startAt": e["startAt"], "endAt": e["endAt"]}
-                            for e in d.saving_events
-                            if e["id"] in d.joined_event_ids
-                        ],
-                    },
-                }
-            elif op == "joinSavingSessionsEvent":
-                code = variables.get("eventCode")
-                match = [e for e in d.saving_events if e["code"] == code]
-                if match:
-                    d.joined_event_ids.append(match[0]["id"])
-                out[op] = {"joinedEventCodes": [e["code"] for e in d.saving_events if e["id"] in d.joined_event_ids]}
-        return out
+            return {
+                "token": token,
+                "refreshToken": refresh,
+                "refreshExpiresIn": int(exp + 7 * 86400),
+                "payload": {"sub": "kraken|account-user:1", "gty": "API-KEY", "iat": int(exp - 3600), "exp": int(exp)},
+            }
+        raise GraphQLError(
+            "Invalid data.",
+            extensions={
+                "errorType": "VALIDATION",
+                "errorCode": "KT-CT-1139",
+                "errorDescription": "Invalid data.",
+                "validationErrors": [{"message": "Authentication failed.", "inputPath": ["input", "apiKey"]}],
+            },
+        )
 
     def _rest(self, request: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
         m = re.match(r"^/v1/products/([^/]+)/electricity-tariffs/([^/]+)/(standard|day|night)-unit-rates/$", path)

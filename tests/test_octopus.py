@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from conftest import AT, Result, read_state
-from fakes import IMPORT_MPAN, FakeKraken, FakeTessie
+from fakes import DEVICE_ID, IMPORT_MPAN, FakeKraken, FakeTessie
 
 from errors import BadResponse, CredentialsRejected, RateLimited
 from free_electricity import parse_power_ups
-from octopus import _Reauthenticate, check_graphql, parse_dispatches
+from octopus import _Reauthenticate, check_graphql, parse_dispatch_data
 from savings_sessions import parse_session_events, plan_sessions
 from tariff import price_grid
 
@@ -101,7 +101,7 @@ def test_power_up_and_joined_power_down_on_the_same_day(
     batched = [r for r in kraken.requests if "flexPlannedDispatches" in r["operations"]]
     assert batched[0]["variables"] == {
         "accountNumber": "A-1234ABCD",
-        "deviceId": batched[0]["variables"]["deviceId"],
+        "device0": DEVICE_ID,
         "mpan": IMPORT_MPAN,
         "campaignSlug": "free_electricity",
     }
@@ -235,7 +235,9 @@ FAULTS = [
     ("flexPlannedDispatches", "hang", 0, "Octopus: no answer within 1 s"),
     ("savingSessions", "http", 502, "Octopus: HTTP 502"),
     ("savingSessions", "KT-CT-4340", 0, "GraphQL error KT-CT-4340"),
-    ("customerFlexibilityCampaignEvents", "KT-CT-4340", 0, "GraphQL error KT-CT-4340"),
+    # Kraken's usual 4340: the dispatch field fails, the rest of the answer stands (BCD #1369).
+    ("flexPlannedDispatches", "field:KT-CT-4340", 0, "GraphQL error KT-CT-4340"),
+    ("completedDispatches", "field:KT-CT-4341", 0, "GraphQL error KT-CT-4341"),
     ("rest", "http", 500, "Octopus: HTTP 500"),
 ]
 
@@ -337,19 +339,21 @@ def test_accepted_codes_and_missing_data() -> None:
 
 
 def test_dispatch_parser_accepts_legacy_time_format_and_rejects_junk() -> None:
-    slots = parse_dispatches(
+    data = parse_dispatch_data(
         {
-            "flexPlannedDispatches": [
-                {"start": "2024-02-25 02:00:00+00:00", "end": "2024-02-25 02:30:00+00:00", "type": "SMART"}
-            ],
+            "ev0": [{"start": "2024-02-25 02:00:00+00:00", "end": "2024-02-25 02:30:00+00:00", "type": "SMART"}],
             "completedDispatches": [],
-        }
+        },
+        ["car"],
     )
-    assert slots[0].start.isoformat() == "2024-02-25T02:00:00+00:00"
+    assert data.planned[0].slot.start.isoformat() == "2024-02-25T02:00:00+00:00"
+    assert data.planned[0].device == "car"
     with pytest.raises(BadResponse):
-        parse_dispatches({"flexPlannedDispatches": [{"start": "yesterday", "end": None}], "completedDispatches": []})
+        parse_dispatch_data({"ev0": [{"start": "yesterday", "end": None}], "completedDispatches": []}, ["car"])
     with pytest.raises(BadResponse):
-        parse_dispatches({"flexPlannedDispatches": None, "completedDispatches": []})
+        parse_dispatch_data({"ev0": None, "completedDispatches": []}, ["car"])
+    with pytest.raises(BadResponse):
+        parse_dispatch_data({"ev0": [], "completedDispatches": [{"start": "x", "meta": "odd"}]}, ["car"])
 
 
 def test_session_rules() -> None:

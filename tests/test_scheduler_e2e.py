@@ -69,7 +69,7 @@ def test_steady_state_run_makes_one_octopus_request_and_no_tesla_request(
     result = cli(config, "--at", "2026-11-24T12:01:00+00:00")
     assert result.code == 0, result.stderr
     assert kraken.operations() == [
-        ["flexPlannedDispatches", "completedDispatches", "customerFlexibilityCampaignEvents", "devices"]
+        ["devices", "flexPlannedDispatches", "completedDispatches", "customerFlexibilityCampaignEvents"]
     ]
     assert tessie.requests == []
     assert len(tessie.posted) == 1
