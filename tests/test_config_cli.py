@@ -12,7 +12,7 @@ from conftest import ROOT, Result
 
 def test_missing_config_writes_private_template_and_exits_2(tmp_path: Path, cli: Callable[..., Result]) -> None:
     path = tmp_path / "sub" / "config.txt"
-    result = cli(path)
+    result = cli(path, fresh=True)
     assert result.code == 2
     assert path.read_text() == (ROOT / "config.txt.example").read_text()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -60,7 +60,7 @@ def test_dry_run_needs_no_tesla_credentials(tmp_path: Path, cli: Callable[..., R
 
 
 def test_sample_run_needs_nothing_and_shows_the_schedule(tmp_path: Path, cli: Callable[..., Result]) -> None:
-    result = cli("--sample", cwd=tmp_path)
+    result = cli("--sample", cwd=tmp_path, fresh=True)  # a real process, as the README runs it
     assert result.code == 0, result.stderr
     assert "Tue 14:00 - 15:00  . off-peak" in result.stdout
     assert "\n  12    15    18    21    00    03    06    09\n  ####..#####!!####" in result.stdout

@@ -38,7 +38,7 @@ def test_daytime_slot_lands_on_its_own_weekday_only(
         dispatch("2026-11-24T14:00:00+00:00", "2026-11-24T15:00:00+00:00"),  # today, Tuesday
         dispatch("2026-11-25T10:00:00+00:00", "2026-11-25T10:30:00+00:00"),  # tomorrow, Wednesday
     ]
-    result = cli(make_config(), "--at", AT)
+    result = cli(make_config(), "--at", AT, fresh=True)  # a real process, as cron runs it
     assert result.code == 0, result.stderr
     assert len(tessie.posted) == 1
     tariff = posted_tariff(tessie)

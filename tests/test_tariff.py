@@ -65,12 +65,16 @@ def build(
     return tariff
 
 
-def labels(tariff: dict[str, Any], weekday: int) -> str:
-    """A day as 48 letters: P peak, o off-peak, F free, S saving session."""
+def week_labels(tariff: dict[str, Any]) -> list[str]:
+    """Each weekday as 48 letters: P peak, o off-peak, F free, S saving session."""
     grid = price_grid(tariff)
     assert grid is not None
     code = {ON_PEAK: "P", OFF_PEAK: "o", SUPER_OFF_PEAK: "F", PARTIAL_PEAK: "S"}
-    return "".join(code[grid[weekday * 48 + h][0]] for h in range(48))
+    return ["".join(code[grid[weekday * 48 + h][0]] for h in range(48)) for weekday in range(7)]
+
+
+def labels(tariff: dict[str, Any], weekday: int) -> str:
+    return week_labels(tariff)[weekday]
 
 
 def day(*spans: tuple[str, str, str], base: str = "P") -> str:
@@ -373,9 +377,10 @@ def test_cheap_exactly_where_a_slot_touches_a_half_hour(
     tariff = build(now, dispatches=dispatches, core=core)
     today = now.astimezone(LONDON).date()
     lo, hi = core[0].hour * 2 + core[0].minute // 30, core[1].hour * 2 + core[1].minute // 30
+    week = week_labels(tariff)
     for k in range(7):
         d = today + timedelta(days=k)
-        letters = labels(tariff, d.weekday())
+        letters = week[d.weekday()]
         for h in range(48):
             in_core = (lo <= h < hi) if lo <= hi else (h >= lo or h < hi)
             intervals = _local_half_hour_instants(d, h)
