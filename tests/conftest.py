@@ -147,7 +147,7 @@ def _run_in_process(script: str, argv: list[str], env: dict[str, str], cwd: Path
                 code = int(module.main(argv))
             except SystemExit as done:  # argparse
                 code = done.code if isinstance(done.code, int) else 1
-            except Exception:  # what the interpreter would do: traceback on stderr, exit 1
+            except Exception:  # noqa: BLE001  # as the interpreter does: traceback on stderr, exit 1
                 traceback.print_exc()
                 code = 1
     finally:
