@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import configparser
+import hashlib
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
@@ -27,6 +29,7 @@ ENV_SECRETS = {
     ("mqtt", "password"): "MQTT_PASSWORD",
 }
 TRUST_SETTINGS = ("auto", "planned", "started")
+NODE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 REQUIRED_FOR_RUN = [("octopus", "api_key"), ("octopus", "account_number")]
 REQUIRED_FOR_POST = [("tesla", "api_key"), ("tesla", "site_id")]
 
@@ -90,6 +93,9 @@ class MqttConfig:
     default_when_unreachable: bool
     discovery: bool
     discovery_prefix: str
+    node_id: str = "io_powerwall_scheduler"  # per config: in topics, unique_ids and the device
+    device_name: str = "IO Powerwall Scheduler"
+    stale_after_minutes: float = 10
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,15 @@ class Config:
         """Values that must never reach a log line or the terminal."""
         values = [self.octopus.api_key, self.tesla.api_key, self.mqtt.password]
         return [v for v in values if v]
+
+
+def default_node_id(site_id: str, path: Path) -> str:
+    """A stable identity per config for MQTT: from the Tesla site, else from the config's path.
+
+    Hashed, so the topics show nothing about the site; stable, so Home Assistant keeps its entities.
+    """
+    source = f"site:{site_id}" if site_id.isdigit() else f"path:{path.resolve()}"
+    return "iops_" + hashlib.sha256(source.encode()).hexdigest()[:8]
 
 
 def is_placeholder(value: str) -> bool:
@@ -243,6 +258,11 @@ def load_config(
 
     state_dir = path.parent
     log_default = str(state_dir / (path.name + ".log"))
+    site = r.raw("tesla", "site_id")
+    node = r.raw("mqtt", "node_id") or default_node_id(site, path)
+    if not NODE_ID_PATTERN.fullmatch(node):
+        r.problem("mqtt", "node_id", "use only letters, digits, _ and - (at most 64)")
+    device_name = "IO Powerwall Scheduler " + (f"(site …{site[-4:]})" if site.isdigit() else f"({node})")
     mqtt_enabled = r.boolean("mqtt", "enabled", "false")
     if mqtt_enabled and not r.raw("mqtt", "host"):
         r.problem("mqtt", "host", "missing; needed when enabled = true")
@@ -294,13 +314,17 @@ def load_config(
             password=r.raw("mqtt", "password"),
             tls=r.boolean("mqtt", "tls", "false"),
             ca_certs=r.raw("mqtt", "ca_certs"),
-            enable_topic=r.raw("mqtt", "enable_topic", "io_powerwall_scheduler/enabled"),
-            state_topic=r.raw("mqtt", "state_topic", "io_powerwall_scheduler/state"),
+            # Empty topics get a per-config default, so several configs can share one broker.
+            enable_topic=r.raw("mqtt", "enable_topic") or f"io_powerwall_scheduler/{node}/enabled",
+            state_topic=r.raw("mqtt", "state_topic") or f"io_powerwall_scheduler/{node}/state",
             wait_seconds=r.number("mqtt", "wait_seconds", "3"),
             default_when_no_flag=r.boolean("mqtt", "run_when_no_flag", "true"),
             default_when_unreachable=r.boolean("mqtt", "run_when_unreachable", "true"),
             discovery=r.boolean("mqtt", "discovery", "false"),
             discovery_prefix=r.raw("mqtt", "discovery_prefix", "homeassistant"),
+            node_id=node,
+            device_name=device_name,
+            stale_after_minutes=r.number("mqtt", "stale_after_minutes", "10", minimum=1),
         ),
         debug=DebugConfig(
             dry_run=r.boolean("debug", "dry_run", "false"),

@@ -52,6 +52,7 @@ from tariff import (
 from tesla import tou_settings_body
 
 if TYPE_CHECKING:
+    from mqtt_switch import FlagReading
     from octopus import Kraken, PowerUpAnswer
     from tesla import TeslaSite
 
@@ -117,15 +118,17 @@ class RedactSecrets(logging.Filter):
         super().__init__()
         self.secrets = [s for s in secrets if len(s) >= 4]
 
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def add(self, secret: str) -> None:
         if len(secret) >= 4 and secret not in self.secrets:
             self.secrets.append(secret)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        for secret in self.secrets:
-            message = message.replace(secret, "***")
-        record.msg, record.args = message, None
+        record.msg, record.args = self.redact(record.getMessage()), None
         return True
 
 
@@ -426,14 +429,17 @@ def run(config: Config, opts: Options, now: datetime, redactor: RedactSecrets | 
     # Steady-state runs change nothing; skipping the write spares an SD card 1,440 writes a day.
     loaded = json.dumps(state, sort_keys=True)
     live = not (opts.dry_run or opts.show)
-    broker_reachable = config.mqtt.enabled
+    flag: FlagReading | None = None
     if config.mqtt.enabled and not opts.force:
         from mqtt_switch import read_enable_flag
 
         flag = read_enable_flag(config.mqtt)
-        broker_reachable = flag.reachable
         if not flag.enabled:
             log.debug("Disabled by MQTT (%s)", flag.reason)
+            if live and flag.reachable:
+                _publish_mqtt(config, state, Outcome(result="disabled"), flag, now, redactor)
+                if json.dumps(state, sort_keys=True) != loaded:
+                    save_state(config.state_path, state)
             return EXIT_OK
     try:
         outcome = _run(config, opts, now, state, redactor)
@@ -461,17 +467,60 @@ def run(config: Config, opts: Options, now: datetime, redactor: RedactSecrets | 
     finally:
         if live and json.dumps(state, sort_keys=True) != loaded:
             save_state(config.state_path, state)
-    if live and broker_reachable:
-        from mqtt_switch import publish_status, status_payload
-
-        before = state.get("mqtt_discovery")
-        status = status_payload(
-            outcome.result, outcome.posted, outcome.digest, outcome.plan, now, config.tariff.time_zone
-        )
-        publish_status(config.mqtt, status, state)
-        if state.get("mqtt_discovery") != before:
+    if live and config.mqtt.enabled and (flag is None or flag.reachable):
+        saved = json.dumps(state, sort_keys=True)
+        _publish_mqtt(config, state, outcome, flag, now, redactor)
+        if json.dumps(state, sort_keys=True) != saved:
             save_state(config.state_path, state)
     return code
+
+
+def _publish_mqtt(
+    config: Config,
+    state: dict[str, Any],
+    outcome: Outcome,
+    flag: FlagReading | None,
+    now: datetime,
+    redactor: RedactSecrets | None,
+) -> None:
+    """The retained status, plus discovery when due, plus the switch's first state when none is retained."""
+    from mqtt_status import StatusFacts, cheap_blocks, plan_discovery, status_payload
+    from mqtt_switch import publish
+
+    kept = state.get("mqtt")
+    memory: dict[str, Any] = kept if isinstance(kept, dict) else {}
+    if outcome.plan is not None:
+        # Kept, so that a failed run still reports the off-peak blocks the Powerwall is working to.
+        memory["blocks"] = [list(b) for b in cheap_blocks(outcome.plan, now, config.tariff.time_zone)]
+    tesla = state.get("tesla") or {}
+    failing = state.get("failing") or {}
+    facts = StatusFacts(
+        result=redactor.redact(outcome.result) if redactor else outcome.result,
+        posted=outcome.posted,
+        now=now,
+        last_hash=str(tesla.get("posted_hash") or ""),
+        last_post=tesla.get("posted_at"),
+        failing_since=failing.get("since"),
+        blocks=[(str(b[0]), str(b[1]), str(b[2])) for b in memory.get("blocks") or []],
+    )
+    discovery = plan_discovery(
+        config.mqtt,
+        memory.get("discovery") or {},
+        "mqtt_discovery" in state,
+        now,
+        status_retained=flag.status_retained if flag else None,
+    )
+    messages = list(discovery.publish)
+    if flag is not None and not flag.flag_retained and config.mqtt.default_when_no_flag:
+        messages.append((config.mqtt.enable_topic, "on"))  # the switch shows on, not unknown
+    messages.append((config.mqtt.state_topic, json.dumps(status_payload(facts), sort_keys=True)))
+    if publish(config.mqtt, messages):
+        state.pop("mqtt_discovery", None)  # the digest alone, as kept before 1.1
+        if discovery.memory:
+            memory["discovery"] = discovery.memory
+        else:
+            memory.pop("discovery", None)
+    state["mqtt"] = memory
 
 
 def _run(

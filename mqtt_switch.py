@@ -1,4 +1,6 @@
-"""The MQTT on/off switch, status publishing and Home Assistant discovery.
+"""The MQTT on/off switch and publishing, over short-lived paho connections.
+
+What to publish is decided in mqtt_status.py.
 
 Imported only when [mqtt] enabled = true, so paho-mqtt never slows an ordinary run.
 Every network wait here is bounded by [mqtt] wait_seconds: a dead broker must not hang cron.
@@ -6,27 +8,20 @@ Every network wait here is bounded by [mqtt] wait_seconds: a dead broker must no
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from schedule_view import blocks, next_24_hours
-from tariff import OFF_PEAK, SUPER_OFF_PEAK
-
 if TYPE_CHECKING:
     from config import MqttConfig
-    from tariff import WeekPlan
 
 log = logging.getLogger(__name__)
-NODE_ID = "io_powerwall_scheduler"
 SUBACK_GRACE_SECONDS = 0.5  # retained messages follow the SUBACK at once; no need to wait longer
 
 
@@ -35,6 +30,8 @@ class FlagReading:
     enabled: bool
     reachable: bool
     reason: str
+    flag_retained: bool = False  # a flag is retained on enable_topic
+    status_retained: bool | None = None  # the status topic holds a retained message; None = not known
 
 
 class _Connection:
@@ -45,7 +42,9 @@ class _Connection:
         self.deadline = time.monotonic() + timeout
         self.connected: bool | None = None
         self.failure = ""
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{NODE_ID}-{os.getpid()}", clean_session=True)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"{config.node_id}-{os.getpid()}", clean_session=True
+        )
         if config.username:
             self.client.username_pw_set(config.username, config.password or None)
         if config.tls:
@@ -85,7 +84,11 @@ class _Connection:
 
 
 def read_enable_flag(config: MqttConfig) -> FlagReading:
-    """The retained enable flag: "off" disables, anything else enables; defaults from the config."""
+    """The retained enable flag: "off" disables, anything else enables; defaults from the config.
+
+    The same subscription also looks for our retained status: finding none tells us the broker
+    lost its retained messages, so discovery is due again. That costs no extra connection.
+    """
     conn = _Connection(config, config.wait_seconds)
     if not conn.open():
         log.warning(
@@ -97,114 +100,39 @@ def read_enable_flag(config: MqttConfig) -> FlagReading:
     subscribed: list[float] = []
 
     def on_message(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        got.setdefault("value", message.payload.decode("utf-8", "replace").strip())
+        got.setdefault(message.topic, message.payload.decode("utf-8", "replace").strip())
 
     def on_subscribe(client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
         subscribed.append(time.monotonic())
 
     conn.client.on_message = on_message
     conn.client.on_subscribe = on_subscribe
-    conn.client.subscribe(config.enable_topic, qos=1)
-    conn.pump(lambda: "value" in got or bool(subscribed and time.monotonic() - subscribed[0] > SUBACK_GRACE_SECONDS))
-    conn.close()
-    if "value" not in got:
-        log.debug("MQTT: no retained flag on %s", config.enable_topic)
-        return FlagReading(config.default_when_no_flag, True, "no flag")
-    value = got["value"]
-    return FlagReading(value.lower() != "off", True, f"flag {value!r}")
-
-
-def status_payload(
-    result: str, posted: bool, digest: str, plan: WeekPlan | None, now: datetime, time_zone: str
-) -> dict[str, Any]:
-    cheap = [
-        {"start": start.isoformat(), "end": end.isoformat(), "label": label}
-        for start, end, label in (blocks(next_24_hours(plan, now, time_zone)) if plan is not None else [])
-        if label in (OFF_PEAK, SUPER_OFF_PEAK)
-    ]
-    return {"last_run": now.isoformat(), "result": result, "posted": posted, "hash": digest, "next_off_peak": cheap}
-
-
-def discovery_messages(config: MqttConfig) -> list[tuple[str, dict[str, Any]]]:
-    """Home Assistant MQTT discovery: the enable flag as a switch, the status as sensors."""
-    device = {"identifiers": [NODE_ID], "name": "IO Powerwall Scheduler", "manufacturer": "io-powerwall-scheduler"}
-    prefix = config.discovery_prefix.rstrip("/")
-    messages: list[tuple[str, dict[str, Any]]] = [
-        (
-            f"{prefix}/switch/{NODE_ID}/enabled/config",
-            {
-                "name": "Enabled",
-                "unique_id": f"{NODE_ID}_enabled",
-                "command_topic": config.enable_topic,
-                "state_topic": config.enable_topic,
-                "payload_on": "on",
-                "payload_off": "off",
-                "state_on": "on",
-                "state_off": "off",
-                "retain": True,
-                "optimistic": False,
-                "device": device,
-            },
-        )
-    ]
-    sensors = {
-        "last_run": ("Last run", "{{ value_json.last_run }}", "timestamp"),
-        "result": ("Result", "{{ value_json.result }}", None),
-        "hash": ("Tariff hash", "{{ value_json.hash[:12] }}", None),
-        "next_off_peak": (
-            "Next off-peak",
-            "{{ value_json.next_off_peak[0].start if value_json.next_off_peak else 'none' }}",
-            None,
-        ),
-    }
-    for key, (name, template, device_class) in sensors.items():
-        config_payload: dict[str, Any] = {
-            "name": name,
-            "unique_id": f"{NODE_ID}_{key}",
-            "state_topic": config.state_topic,
-            "value_template": template,
-            "device": device,
-        }
-        if device_class:
-            config_payload["device_class"] = device_class
-        messages.append((f"{prefix}/sensor/{NODE_ID}/{key}/config", config_payload))
-    messages.append(
-        (
-            f"{prefix}/binary_sensor/{NODE_ID}/posted/config",
-            {
-                "name": "Posted last run",
-                "unique_id": f"{NODE_ID}_posted",
-                "state_topic": config.state_topic,
-                "value_template": "{{ 'ON' if value_json.posted else 'OFF' }}",
-                "device": device,
-            },
+    topics = [config.enable_topic, config.state_topic]
+    conn.client.subscribe([(topic, 1) for topic in dict.fromkeys(topics)])
+    conn.pump(
+        lambda: (
+            all(t in got for t in topics)
+            or bool(subscribed and time.monotonic() - subscribed[0] > SUBACK_GRACE_SECONDS)
         )
     )
-    return messages
+    conn.close()
+    status_retained = bool(got.get(config.state_topic)) if subscribed else None
+    if not got.get(config.enable_topic):
+        log.debug("MQTT: no retained flag on %s", config.enable_topic)
+        return FlagReading(config.default_when_no_flag, True, "no flag", status_retained=status_retained)
+    value = got[config.enable_topic]
+    return FlagReading(value.lower() != "off", True, f"flag {value!r}", True, status_retained)
 
 
-def publish_status(config: MqttConfig, status: dict[str, Any], state: dict[str, Any]) -> bool:
-    """Publish the retained status (and discovery when it changed); False if the broker was unusable."""
+def publish(config: MqttConfig, messages: Sequence[tuple[str, str]]) -> bool:
+    """Publish retained messages (an empty payload clears a topic); False if the broker did not take them all."""
     conn = _Connection(config, config.wait_seconds)
     if not conn.open():
         log.debug("MQTT status not published: %s", conn.failure)
         conn.close()
         return False
-    messages: list[tuple[str, dict[str, Any]]] = []
-    if config.discovery:
-        discovery = discovery_messages(config)
-        digest = hashlib.sha256(json.dumps(discovery, sort_keys=True).encode()).hexdigest()
-        if state.get("mqtt_discovery") != digest:
-            messages.extend(discovery)
-            state["mqtt_discovery"] = digest
-    messages.append((config.state_topic, status))
-    infos = [
-        conn.client.publish(topic, json.dumps(payload, sort_keys=True), qos=1, retain=True)
-        for topic, payload in messages
-    ]
+    infos = [conn.client.publish(topic, payload, qos=1, retain=True) for topic, payload in messages]
     conn.pump(lambda: all(i.is_published() for i in infos))
     done = all(i.is_published() for i in infos)
-    if not done:
-        state.pop("mqtt_discovery", None)
     conn.close()
     return done

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import http_retry
+from about import USER_AGENT
 from config import OctopusConfig
 from dispatch_rules import DispatchData, PlannedDispatch
 from errors import BadResponse, CredentialsRejected, RateLimited, ServiceUnavailable
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SERVICE = "Octopus"
-USER_AGENT = "io-powerwall-scheduler/1.0"
 TOKEN_MARGIN = timedelta(minutes=5)
 DEVICE_TTL = timedelta(hours=24)
 ACCOUNT_TTL = timedelta(hours=24)

@@ -63,6 +63,7 @@ class Fault:
     times: int = 1
     status: int = 500
     operation: str = "*"
+    message: str | None = None  # a Kraken error's message, instead of the usual one
 
 
 def _jwt(exp: float) -> str:
@@ -103,9 +104,11 @@ class FakeService:
         self.server.shutdown()
         self.server.server_close()
 
-    def inject(self, operation: str, kind: str, *, times: int = 1, status: int = 500) -> None:
+    def inject(
+        self, operation: str, kind: str, *, times: int = 1, status: int = 500, message: str | None = None
+    ) -> None:
         with self.lock:
-            self.faults.setdefault(operation, []).append(Fault(kind, times, status, operation))
+            self.faults.setdefault(operation, []).append(Fault(kind, times, status, operation, message))
 
     def take_fault(self, operations: list[str]) -> Fault | None:
         with self.lock:
@@ -402,7 +405,7 @@ class FakeKraken(FakeService):
         if fault and fault.kind.startswith("KT-CT-"):
             # The whole answer is an error, pointing at the faulted field (by its alias, as Kraken does).
             where = next((key for name, key in fields if name == fault.operation), fields[0][1] if fields else "query")
-            self.send(request, 200, self._error(fault.kind, where, fields))
+            self.send(request, 200, self._error(fault.kind, where, fields, fault.message))
             return
         schema = self.SCHEMAS["backend" if backend else "main"]
         problems = validate(schema, document)
@@ -630,6 +633,7 @@ def readback_form(tariff: dict[str, Any]) -> dict[str, Any]:
 class FakeTessie(FakeService):
     def __init__(self) -> None:
         self.live_tariff: dict[str, Any] | None = None
+        self.sites = {SITE_ID}  # energy sites this account may post to
         self.posted: list[dict[str, Any]] = []
         self.capitalised_success = False
         self.products: list[dict[str, Any]] = [
@@ -681,7 +685,7 @@ class FakeTessie(FakeService):
             self.send(request, 200, {"response": self.products, "count": len(self.products)})
             return
         m = re.match(r"^/api/1/energy_sites/([^/]+)/(site_info|time_of_use_settings)$", parsed.path)
-        if not m or m.group(1) != SITE_ID:
+        if not m or m.group(1) not in self.sites:
             self.send(request, 404, {"response": None, "error": "not_found", "error_description": "Site not found"})
             return
         if m.group(2) == "site_info" and method == "GET":

@@ -17,6 +17,8 @@ import pytest
 from conftest import AT, ROOT, Result, read_state
 from fakes import FakeKraken, FakeTessie
 
+from config import MqttConfig, load_config
+
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 OPENSSL = shutil.which("openssl") or ""
 PASSWD = shutil.which("mosquitto_passwd") or (
@@ -108,14 +110,23 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     b.stop()
 
 
-def mqtt_section(port: int, **extra: str) -> dict[str, str]:
-    return {"enabled": "true", "host": "127.0.0.1", "port": str(port), "wait_seconds": "3", **extra}
+ENABLE, STATE = "io_powerwall_scheduler/enabled", "io_powerwall_scheduler/state"
+
+
+def mqtt_section(port: int, *, own_topics: bool = False, **extra: str) -> dict[str, str]:
+    """The [mqtt] section; fixed topics as configs written before 1.1 have them, unless ``own_topics``."""
+    topics = {} if own_topics else {"enable_topic": ENABLE, "state_topic": STATE}
+    return {"enabled": "true", "host": "127.0.0.1", "port": str(port), "wait_seconds": "3", **topics, **extra}
+
+
+def mqtt_config(path: Path) -> MqttConfig:
+    return load_config(path, env={}).mqtt
 
 
 def test_flag_off_skips_the_run_before_any_octopus_request(
     broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
 ) -> None:
-    broker.publish_retained("io_powerwall_scheduler/enabled", "off")
+    broker.publish_retained(ENABLE, "off")
     result = cli(make_config(mqtt=mqtt_section(broker.port)), "--at", AT)
     assert result.code == 0, result.stderr
     assert kraken.requests == [] and tessie.requests == []
@@ -125,17 +136,18 @@ def test_flag_on_runs_and_publishes_retained_status(
     broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
 ) -> None:
     kraken.data.planned = [{"start": "2026-11-24T14:00:00+00:00", "end": "2026-11-24T15:00:00+00:00", "type": "SMART"}]
-    broker.publish_retained("io_powerwall_scheduler/enabled", "ON")
+    broker.publish_retained(ENABLE, "ON")
     config = make_config(mqtt=mqtt_section(broker.port))
     result = cli(config, "--at", AT)
     assert result.code == 0, result.stderr
     assert len(tessie.posted) == 1
-    status = json.loads(broker.retained("io_powerwall_scheduler/state")["io_powerwall_scheduler/state"])
+    status = json.loads(broker.retained(STATE)[STATE])
     state = read_state(config)
     assert status["result"] == "posted" and status["posted"] is True
     assert status["hash"] == state["tesla"]["posted_hash"]
     assert status["last_run"] == AT
-    assert status["next_off_peak"][0] == {
+    assert status["next_off_peak"] == "2026-11-24T14:00:00+00:00"
+    assert status["next_off_peak_blocks"][0] == {
         "start": "2026-11-24T14:00:00+00:00",
         "end": "2026-11-24T15:00:00+00:00",
         "label": "OFF_PEAK",
@@ -150,9 +162,13 @@ def test_no_retained_flag_follows_the_config(
     assert time.monotonic() - started < 3  # no retained message is known at the SUBACK, not after wait_seconds
     assert len(tessie.posted) == 1
     kraken.clear_log()
-    result = cli(make_config("other.txt", mqtt=mqtt_section(broker.port, run_when_no_flag="false")), "--at", AT)
+    # The run above published a retained "on", the switch's first state; a topic with no flag skips.
+    assert broker.retained(ENABLE)[ENABLE] == "on"
+    other = mqtt_section(broker.port, run_when_no_flag="false", enable_topic="other/enabled")
+    result = cli(make_config("other.txt", mqtt=other), "--at", AT)
     assert result.code == 0
     assert kraken.requests == []
+    assert "other/enabled" not in broker.retained("other/#")  # "on" is published only when running
 
 
 def test_broker_down_runs_by_default_within_ten_seconds(
@@ -177,7 +193,7 @@ def test_wrong_password_is_logged_and_follows_the_default(
 ) -> None:
     secured = Broker(tmp_path, password=("scheduler", "right-password"))
     try:
-        secured.publish_retained("io_powerwall_scheduler/enabled", "off", auth=("scheduler", "right-password"))
+        secured.publish_retained(ENABLE, "off", auth=("scheduler", "right-password"))
         good = cli(
             make_config("good.txt", mqtt=mqtt_section(secured.port, username="scheduler", password="right-password")),
             "--at",
@@ -205,20 +221,19 @@ def test_wrong_password_is_logged_and_follows_the_default(
 def test_discovery_payloads_reach_a_subscriber(
     broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
 ) -> None:
-    assert cli(make_config(mqtt=mqtt_section(broker.port, discovery="true")), "--at", AT).code == 0
+    config = make_config(mqtt=mqtt_section(broker.port, discovery="true"))
+    node = mqtt_config(config).node_id
+    assert cli(config, "--at", AT).code == 0
     got = broker.retained("homeassistant/#")
-    switch = json.loads(got["homeassistant/switch/io_powerwall_scheduler/enabled/config"])
-    assert switch["command_topic"] == switch["state_topic"] == "io_powerwall_scheduler/enabled"
+    switch = json.loads(got[f"homeassistant/switch/{node}/enabled/config"])
+    assert switch["command_topic"] == switch["state_topic"] == ENABLE
     assert (switch["payload_on"], switch["payload_off"]) == ("on", "off")
     sensors = {t for t in got if t.startswith("homeassistant/sensor/")}
-    assert {
-        "homeassistant/sensor/io_powerwall_scheduler/last_run/config",
-        "homeassistant/sensor/io_powerwall_scheduler/result/config",
-    } <= sensors
-    last_run = json.loads(got["homeassistant/sensor/io_powerwall_scheduler/last_run/config"])
-    assert last_run["state_topic"] == "io_powerwall_scheduler/state" and last_run["device_class"] == "timestamp"
+    assert {f"homeassistant/sensor/{node}/last_run/config", f"homeassistant/sensor/{node}/result/config"} <= sensors
+    last_run = json.loads(got[f"homeassistant/sensor/{node}/last_run/config"])
+    assert last_run["state_topic"] == STATE and last_run["device_class"] == "timestamp"
     # The switch works: Home Assistant turning it off stops the next run.
-    broker.publish_retained("io_powerwall_scheduler/enabled", "off")
+    broker.publish_retained(ENABLE, "off")
     kraken.clear_log()
     assert cli(make_config(mqtt=mqtt_section(broker.port, discovery="true")), "--at", AT).code == 0
     assert kraken.requests == []
@@ -322,3 +337,126 @@ def test_broker_that_never_answers_does_not_hang_the_run(
     assert elapsed < 10
     assert "MQTT: no answer from the broker" in result.log
     assert len(tessie.posted) == 1
+
+
+# ---- Home Assistant over time and with several configs (issue 12) ------------------------------
+
+
+OTHER_SITE = "1111222233334444"
+
+
+def discovery_topics(got: dict[str, str], node: str) -> set[str]:
+    return {t for t, payload in got.items() if f"/{node}/" in t and t.endswith("/config") and payload}
+
+
+def test_two_configs_on_one_broker_are_two_devices(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    tessie.sites.add(OTHER_SITE)
+    house = make_config("house.txt", mqtt=mqtt_section(broker.port, own_topics=True, discovery="true"))
+    annex = make_config(
+        "annex.txt",
+        tesla={"site_id": OTHER_SITE},
+        tariff={"import_peak": "0.35"},
+        mqtt=mqtt_section(broker.port, own_topics=True, discovery="true"),
+    )
+    a, b = mqtt_config(house), mqtt_config(annex)
+    assert cli(house, "--at", AT).code == 0 and cli(annex, "--at", AT).code == 0
+    got = broker.retained("#")
+    assert len(discovery_topics(got, a.node_id)) == len(discovery_topics(got, b.node_id)) == 6
+    switch_a = json.loads(got[f"homeassistant/switch/{a.node_id}/enabled/config"])
+    switch_b = json.loads(got[f"homeassistant/switch/{b.node_id}/enabled/config"])
+    assert switch_a["unique_id"] != switch_b["unique_id"]
+    assert switch_a["device"]["identifiers"] != switch_b["device"]["identifiers"]
+    assert switch_a["device"]["name"] == "IO Powerwall Scheduler (site …1636)"
+    assert switch_b["device"]["name"] == "IO Powerwall Scheduler (site …4444)"
+    assert switch_a["command_topic"] == a.enable_topic != b.enable_topic == switch_b["command_topic"]
+    status_a, status_b = json.loads(got[a.state_topic]), json.loads(got[b.state_topic])
+    assert status_a["hash"] == read_state(house)["tesla"]["posted_hash"] != status_b["hash"]
+    # Switching one off leaves the other running.
+    broker.publish_retained(a.enable_topic, "off")
+    assert cli(house, "--at", "2026-11-24T12:01:00+00:00").code == 0
+    assert cli(annex, "--at", "2026-11-24T12:01:00+00:00").code == 0
+    got = broker.retained("io_powerwall_scheduler/#")
+    assert json.loads(got[a.state_topic])["result"] == "disabled"
+    assert json.loads(got[b.state_topic])["result"] == "unchanged"
+
+
+def test_discovery_comes_back_after_the_broker_loses_its_retained_messages(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config(mqtt=mqtt_section(broker.port, own_topics=True, discovery="true"))
+    settings = mqtt_config(config)
+    assert cli(config, "--at", AT).code == 0
+    sent_at = read_state(config)["mqtt"]["discovery"]["at"]
+    assert cli(config, "--at", "2026-11-24T12:01:00+00:00").code == 0
+    assert read_state(config)["mqtt"]["discovery"]["at"] == sent_at  # a quiet minute sends no discovery
+    for topic in [*discovery_topics(broker.retained("#"), settings.node_id), settings.state_topic]:
+        broker.publish_retained(topic, "")  # as a broker without persistence after a restart
+    assert discovery_topics(broker.retained("#"), settings.node_id) == set()
+    assert cli(config, "--at", "2026-11-24T12:02:00+00:00").code == 0
+    assert len(discovery_topics(broker.retained("#"), settings.node_id)) == 6
+    assert cli(config, "--at", "2026-11-25T12:03:00+00:00").code == 0
+    assert read_state(config)["mqtt"]["discovery"]["at"] > sent_at  # and once a day in any case
+
+
+def test_switch_starts_on_and_stale_sensors_expire(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config(mqtt=mqtt_section(broker.port, own_topics=True, discovery="true", stale_after_minutes="5"))
+    settings = mqtt_config(config)
+    assert cli(config, "--at", AT).code == 0
+    got = broker.retained("#")
+    assert got[settings.enable_topic] == "on"  # Home Assistant shows on, not unknown
+    node = settings.node_id
+    for key in ("last_run", "result", "hash", "next_off_peak"):
+        sensor = json.loads(got[f"homeassistant/sensor/{node}/{key}/config"])
+        assert sensor["expire_after"] == 300, key
+        assert sensor["device"]["sw_version"] and sensor["device"]["model"]
+    assert json.loads(got[f"homeassistant/sensor/{node}/hash/config"])["entity_category"] == "diagnostic"
+    assert json.loads(got[f"homeassistant/switch/{node}/enabled/config"])["entity_category"] == "config"
+    assert "entity_category" not in json.loads(got[f"homeassistant/sensor/{node}/next_off_peak/config"])
+    assert json.loads(got[f"homeassistant/sensor/{node}/next_off_peak/config"])["device_class"] == "timestamp"
+
+
+def test_a_failed_run_keeps_the_last_posted_values_and_a_long_error_fits(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.planned = [{"start": "2026-11-24T14:00:00+00:00", "end": "2026-11-24T15:00:00+00:00", "type": "SMART"}]
+    config = make_config(mqtt=mqtt_section(broker.port))
+    assert cli(config, "--at", AT).code == 0
+    posted_hash = read_state(config)["tesla"]["posted_hash"]
+    kraken.inject("flexPlannedDispatches", "KT-CT-9999", message="Something went wrong. " * 40)
+    assert cli(config, "--at", "2026-11-24T12:01:00+00:00").code == 1
+    status = json.loads(broker.retained(STATE)[STATE])
+    assert status["result"].startswith("error: Octopus: GraphQL error KT-CT-9999") and len(status["result"]) <= 255
+    assert status["detail"].endswith("Something went wrong.") and len(status["detail"]) > 800
+    assert status["hash"] == posted_hash  # the Powerwall still holds this tariff
+    assert status["next_off_peak"] == "2026-11-24T14:00:00+00:00"
+    assert status["failing_since"] == "2026-11-24T12:01:00+00:00" and status["posted"] is False
+
+
+def test_removing_discovery_clears_the_entities(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config(mqtt=mqtt_section(broker.port, own_topics=True, discovery="true"))
+    node = mqtt_config(config).node_id
+    assert cli(config, "--at", AT).code == 0
+    assert len(discovery_topics(broker.retained("#"), node)) == 6
+    config.write_text(config.read_text().replace("discovery = true", "discovery = false"))
+    assert cli(config, "--at", "2026-11-24T12:01:00+00:00").code == 0
+    assert discovery_topics(broker.retained("#"), node) == set()
+    assert "discovery" not in read_state(config)["mqtt"]
+
+
+def test_configs_from_before_per_config_identity_drop_the_shared_entities(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    legacy = "homeassistant/switch/io_powerwall_scheduler/enabled/config"
+    broker.publish_retained(legacy, json.dumps({"name": "Enabled", "unique_id": "io_powerwall_scheduler_enabled"}))
+    config = make_config(mqtt=mqtt_section(broker.port, discovery="true"))
+    Path(str(config) + ".state.json").write_text(json.dumps({"mqtt_discovery": "0" * 64}))
+    assert cli(config, "--at", AT).code == 0
+    got = broker.retained("homeassistant/#")
+    assert legacy not in got
+    assert len(discovery_topics(got, mqtt_config(config).node_id)) == 6

@@ -1,0 +1,211 @@
+"""What goes to MQTT: the status payload and Home Assistant discovery. Pure: no I/O, no paho.
+
+mqtt_switch.py carries these out; the decisions (what to publish, when discovery is due, which
+entities to remove) are made here so they can be tested without a broker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from about import NAME, VERSION
+from tariff import OFF_PEAK, SUPER_OFF_PEAK
+
+if TYPE_CHECKING:
+    from config import MqttConfig
+    from tariff import WeekPlan
+
+RESULT_LIMIT = 255  # Home Assistant drops a sensor state longer than this
+DISCOVERY_EVERY = timedelta(days=1)  # re-sent so that a broker that lost its retained messages recovers
+# Before 1.1 every config shared one identity; its entities are removed once a config has its own.
+LEGACY_NODE = "io_powerwall_scheduler"
+LEGACY_ENTITIES = (
+    ("switch", "enabled"),
+    ("sensor", "last_run"),
+    ("sensor", "result"),
+    ("sensor", "hash"),
+    ("sensor", "next_off_peak"),
+    ("binary_sensor", "posted"),
+)
+CHEAP = frozenset({OFF_PEAK, SUPER_OFF_PEAK})
+_HALF_HOUR = timedelta(minutes=30)
+
+Block = tuple[str, str, str]  # (start, end, label), ISO 8601 with offset
+
+
+def cheap_blocks(plan: WeekPlan, now: datetime, time_zone: str) -> list[Block]:
+    """Off-peak and free blocks over the next 24 hours, the current one with its real start."""
+    tz = ZoneInfo(time_zone)
+    local = now.astimezone(tz)
+    cursor = local.replace(minute=local.minute - local.minute % 30, second=0, microsecond=0).astimezone(UTC)
+
+    def label(moment: datetime) -> str:
+        wall = moment.astimezone(tz)
+        return plan.grid[wall.weekday()][wall.hour * 2 + wall.minute // 30]
+
+    first = cursor
+    while label(first - _HALF_HOUR) in CHEAP and cursor - first < timedelta(hours=24):
+        first -= _HALF_HOUR
+    blocks: list[list[Any]] = []
+    moment = first
+    while moment < cursor + timedelta(hours=24):
+        kind = label(moment)
+        if kind in CHEAP:
+            if blocks and blocks[-1][1] == moment and blocks[-1][2] == kind:
+                blocks[-1][1] = moment + _HALF_HOUR
+            else:
+                blocks.append([moment, moment + _HALF_HOUR, kind])
+        moment += _HALF_HOUR
+    return [(s.astimezone(tz).isoformat(), e.astimezone(tz).isoformat(), k) for s, e, k in blocks]
+
+
+@dataclass(frozen=True)
+class StatusFacts:
+    """What the status reports; the last posted values come from the state, so a failed run keeps them."""
+
+    result: str
+    posted: bool
+    now: datetime
+    last_hash: str = ""
+    last_post: float | None = None
+    failing_since: float | None = None
+    blocks: Sequence[Block] = ()
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp else None
+
+
+def status_payload(facts: StatusFacts) -> dict[str, Any]:
+    result = facts.result
+    short = result if len(result) <= RESULT_LIMIT else result[: RESULT_LIMIT - 1] + "…"
+    upcoming = [b for b in facts.blocks if datetime.fromisoformat(b[1]) > facts.now]
+    return {
+        "last_run": facts.now.isoformat(),
+        "result": short,
+        "detail": result,
+        "posted": facts.posted,
+        "hash": facts.last_hash,
+        "last_post": _iso(facts.last_post),
+        "failing_since": _iso(facts.failing_since),
+        "next_off_peak": upcoming[0][0] if upcoming else None,
+        "next_off_peak_blocks": [{"start": s, "end": e, "label": k} for s, e, k in upcoming],
+    }
+
+
+def discovery_messages(config: MqttConfig) -> list[tuple[str, dict[str, Any]]]:
+    """Home Assistant MQTT discovery: the enable flag as a switch, the status as sensors."""
+    node = config.node_id
+    device = {
+        "identifiers": [node],
+        "name": config.device_name,
+        "manufacturer": NAME,
+        "model": "Tesla tariff for Intelligent Octopus Go",
+        "sw_version": VERSION,
+    }
+    prefix = config.discovery_prefix.rstrip("/")
+    stale = round(config.stale_after_minutes * 60)
+    messages: list[tuple[str, dict[str, Any]]] = [
+        (
+            f"{prefix}/switch/{node}/enabled/config",
+            {
+                "name": "Enabled",
+                "unique_id": f"{node}_enabled",
+                "command_topic": config.enable_topic,
+                "state_topic": config.enable_topic,
+                "payload_on": "on",
+                "payload_off": "off",
+                "state_on": "on",
+                "state_off": "off",
+                "retain": True,
+                "optimistic": False,
+                "entity_category": "config",
+                "device": device,
+            },
+        )
+    ]
+    sensors: dict[str, dict[str, Any]] = {
+        "last_run": {"name": "Last run", "value_template": "{{ value_json.last_run }}", "device_class": "timestamp"},
+        "result": {
+            "name": "Result",
+            "value_template": "{{ value_json.result }}",
+            "json_attributes_topic": config.state_topic,
+            "json_attributes_template": (
+                "{{ {'detail': value_json.detail, 'failing_since': value_json.failing_since, "
+                "'last_post': value_json.last_post} | tojson }}"
+            ),
+        },
+        "hash": {"name": "Tariff hash", "value_template": "{{ value_json.hash[:12] }}"},
+        "next_off_peak": {
+            "name": "Next off-peak",
+            # "None" is Home Assistant's word for no value: the sensor shows unknown.
+            "value_template": "{{ value_json.next_off_peak if value_json.next_off_peak else None }}",
+            "device_class": "timestamp",
+            "json_attributes_topic": config.state_topic,
+            "json_attributes_template": "{{ {'blocks': value_json.next_off_peak_blocks} | tojson }}",
+        },
+    }
+    diagnostic = {"last_run", "result", "hash"}
+    for key, fields in sensors.items():
+        payload = {
+            **fields,
+            "unique_id": f"{node}_{key}",
+            "state_topic": config.state_topic,
+            "expire_after": stale,
+            "device": device,
+        }
+        if key in diagnostic:
+            payload["entity_category"] = "diagnostic"
+        messages.append((f"{prefix}/sensor/{node}/{key}/config", payload))
+    messages.append(
+        (
+            f"{prefix}/binary_sensor/{node}/posted/config",
+            {
+                "name": "Posted last run",
+                "unique_id": f"{node}_posted",
+                "state_topic": config.state_topic,
+                "value_template": "{{ 'ON' if value_json.posted else 'OFF' }}",
+                "expire_after": stale,
+                "entity_category": "diagnostic",
+                "device": device,
+            },
+        )
+    )
+    return messages
+
+
+@dataclass(frozen=True)
+class DiscoveryPlan:
+    publish: list[tuple[str, str]]  # (topic, payload); an empty payload removes the entity
+    memory: dict[str, Any]  # what to keep in the state once the broker has taken them
+
+
+def plan_discovery(
+    config: MqttConfig, memory: Mapping[str, Any], legacy_digest: bool, now: datetime, *, status_retained: bool | None
+) -> DiscoveryPlan:
+    """Which discovery messages this run sends: when changed, daily, and when the broker lost its
+    retained status (a sign it lost the discovery too); and empty ones for entities no longer ours."""
+    wanted = discovery_messages(config) if config.discovery else []
+    topics = [topic for topic, _ in wanted]
+    digest = hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest() if wanted else ""
+    known = memory.get("topics")
+    if not isinstance(known, list):
+        prefix = config.discovery_prefix.rstrip("/")
+        legacy = [f"{prefix}/{kind}/{LEGACY_NODE}/{key}/config" for kind, key in LEGACY_ENTITIES]
+        known = legacy if legacy_digest else []
+    removals = [(str(topic), "") for topic in known if topic not in topics]
+    last = float(memory.get("at") or 0)
+    due = bool(wanted) and (
+        memory.get("digest") != digest
+        or now.timestamp() - last >= DISCOVERY_EVERY.total_seconds()
+        or status_retained is False
+    )
+    publish = [(topic, json.dumps(payload, sort_keys=True)) for topic, payload in wanted] if due else []
+    kept = {"digest": digest, "at": now.timestamp() if due else last, "topics": topics} if wanted else {}
+    return DiscoveryPlan(publish=publish + removals, memory=kept)
