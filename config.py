@@ -20,7 +20,18 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-EXAMPLE_PATH = Path(__file__).with_name("config.txt.example")
+# Beside the modules in a clone; in the sample_data package when installed with pip or pipx.
+EXAMPLE_PATH = next(
+    (
+        path
+        for path in (
+            Path(__file__).with_name("config.txt.example"),
+            Path(__file__).parent / "sample_data" / "config.txt.example",
+        )
+        if path.is_file()
+    ),
+    Path(__file__).with_name("config.txt.example"),
+)
 
 # Environment variables that may hold secrets instead of the file (they win over the file).
 ENV_SECRETS = {

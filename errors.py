@@ -5,6 +5,9 @@ main() maps these to exit codes: ConfigError -> 2, ServiceError -> 1.
 
 from __future__ import annotations
 
+# Exit codes of every command: done, a service failed (try again later), the config must change.
+EXIT_OK, EXIT_SERVICE, EXIT_CONFIG = 0, 1, 2
+
 
 class SchedulerError(Exception):
     """Base of every error the scheduler raises on purpose."""
@@ -55,7 +58,7 @@ class InvalidTariff(SchedulerError):
 def cli_failure(err: SchedulerError, config_path: object) -> tuple[int, str]:
     """Exit code and message for a helper command: 2 when the config must change, else 1."""
     if isinstance(err, CredentialsRejected):
-        return 2, f"{err}: check {err.key} in {config_path}"
+        return EXIT_CONFIG, f"{err}: check {err.key} in {config_path}"
     if isinstance(err, ConfigError):
-        return 2, "\n".join(err.problems)
-    return 1, str(err)
+        return EXIT_CONFIG, "\n".join(err.problems)
+    return EXIT_SERVICE, str(err)

@@ -44,7 +44,7 @@ def parse_power_ups(data: Mapping[str, Any] | None, now: datetime) -> list[Slot]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from io_powerwall_scheduler import list_events
+    from event_listing import list_events
 
     return list_events(argv if argv is not None else sys.argv[1:], "power_ups")
 

@@ -15,10 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from config import is_placeholder, load_config
-from errors import ConfigError, SchedulerError, cli_failure
+from errors import EXIT_CONFIG, EXIT_OK, ConfigError, SchedulerError, cli_failure
 from tesla import EnergySite, TeslaSite
-
-EXIT_OK, EXIT_CONFIG = 0, 2
 
 
 def choose_site(sites: Sequence[EnergySite], wanted: str | None) -> EnergySite:

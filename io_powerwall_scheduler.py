@@ -20,19 +20,21 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from config import Config, load_config, write_template
+from config import EXAMPLE_PATH, Config, load_config, write_template
 from dispatch_rules import BillingRules, DispatchData, Reason, decide_dispatches, resolve_rules
 from errors import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_SERVICE,
     ConfigError,
     CredentialsRejected,
     InvalidTariff,
     RateLimited,
-    SchedulerError,
     ServiceError,
     ServiceUnavailable,
-    cli_failure,
 )
 from free_electricity import parse_power_ups
+from logs import RedactSecrets, setup_logging
 from savings_sessions import parse_session_events, plan_sessions
 from schedule_view import reason_for, render_schedule
 from state import load_state, run_lock, save_state
@@ -59,7 +61,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("io_powerwall_scheduler")
 HERE = Path(__file__).resolve().parent
 SAMPLE_DIR = HERE / "sample_data"
-EXIT_OK, EXIT_SERVICE, EXIT_CONFIG = 0, 1, 2
 BACKOFF_MINUTES = (5, 10, 20, 30)
 STILL_FAILING_EVERY = timedelta(hours=1)
 POWER_UPS_KEEP = timedelta(hours=6)  # how old a Power Up list may be and still stand in for a failed answer
@@ -106,55 +107,6 @@ class Outcome:
     posted: bool = False
     digest: str = ""
     plan: WeekPlan | None = None
-
-
-# ---- logging -----------------------------------------------------------------------------
-
-
-class RedactSecrets(logging.Filter):
-    """Replaces every configured secret, and any Kraken token, wherever it appears in a record."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 4]
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def add(self, secret: str) -> None:
-        if len(secret) >= 4 and secret not in self.secrets:
-            self.secrets.append(secret)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = self.redact(record.getMessage()), None
-        return True
-
-
-def setup_logging(log_file: Path | None, secrets: Sequence[str], *, debug: bool) -> RedactSecrets:
-    redactor = RedactSecrets(secrets)
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
-    handlers: list[logging.Handler] = []
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        # delay: a quiet minute logs nothing, so it need not open (or create) the file.
-        file_handler = logging.FileHandler(log_file, encoding="utf-8", delay=True)
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        handlers.append(file_handler)
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.DEBUG if debug else logging.WARNING)
-    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    handlers.append(console)
-    for handler in handlers:
-        handler.addFilter(redactor)
-        root.addHandler(handler)
-    # urllib3 would log full URLs at debug; nothing it says is worth a secret leaking.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
-    return redactor
 
 
 # ---- gather ------------------------------------------------------------------------------
@@ -571,7 +523,7 @@ def _run(
 def load_sample(now: datetime | None) -> tuple[Config, Gathered, datetime]:
     """The bundled recorded Octopus answers, run through the same parsers and rules as live data."""
     meta = json.loads((SAMPLE_DIR / "sample.json").read_text(encoding="utf-8"))
-    config = load_config(HERE / "config.txt.example", env={}, need_octopus=False, need_tesla=False)
+    config = load_config(EXAMPLE_PATH, env={}, need_octopus=False, need_tesla=False)
     when = now or datetime.fromisoformat(meta["recorded_at"])
     kraken_data = json.loads((SAMPLE_DIR / "kraken_dispatches.json").read_text(encoding="utf-8"))["data"]
     session_data = json.loads((SAMPLE_DIR / "saving_sessions.json").read_text(encoding="utf-8"))["data"]
@@ -670,44 +622,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.debug("Another run for %s is still going; leaving it to finish", path)
             return EXIT_OK
         return run(config, opts, now, redactor)
-
-
-def list_events(argv: Sequence[str], kind: str) -> int:
-    """Shared by free_electricity.py and savings_sessions.py: print upcoming events."""
-    import requests
-
-    from octopus import Kraken
-
-    path = Path(argv[0] if argv else "config.txt").expanduser().resolve()
-    try:
-        config = load_config(path, need_tesla=False)
-    except (ConfigError, OSError) as err:
-        print(f"{path}: {err}", file=sys.stderr)
-        return EXIT_CONFIG
-    setup_logging(None, config.secrets(), debug=False)
-    now = datetime.now(UTC)
-    state = load_state(config.state_path)
-    try:
-        with requests.Session() as session:
-            kraken = Kraken(session, config.octopus, state, timeout=config.debug.timeout_seconds)
-            if kind == "power_ups":
-                for slot in parse_power_ups(kraken.power_ups(now).data, now):
-                    print(f"Power Up  {slot.start.isoformat()} - {slot.end.isoformat()}")
-            else:
-                for event in parse_session_events(kraken.saving_sessions(), now):
-                    status = "joined" if event.joined else "not joined"
-                    print(
-                        f"{'Power Down' if event.kind == 'down' else 'Power Up'} {event.code} "
-                        f"{event.slot.start.isoformat()} - {event.slot.end.isoformat()} "
-                        f"£{event.reward:.2f}/kWh {status}"
-                    )
-    except SchedulerError as err:
-        code, message = cli_failure(err, path)
-        print(message, file=sys.stderr)
-        return code
-    finally:
-        save_state(config.state_path, state)
-    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def plan_sessions(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from io_powerwall_scheduler import list_events
+    from event_listing import list_events
 
     return list_events(argv if argv is not None else sys.argv[1:], "sessions")
 
