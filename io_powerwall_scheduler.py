@@ -580,6 +580,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--debug", action="store_true", help="log every step")
     parser.add_argument("--at", type=_iso, help="compute as if it were this ISO 8601 time (previews, replays)")
     parser.add_argument("--sample", action="store_true", help="use bundled sample data; needs no config or keys")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the config, keys, account, car and Powerwall settings; posts nothing",
+    )
     return parser.parse_args(argv)
 
 
@@ -599,6 +604,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    if args.check:
+        from health_check import run_check
+
+        return run_check(path, opts.at)
     dry = opts.dry_run or opts.show
     try:
         config = load_config(path, need_tesla=not dry)

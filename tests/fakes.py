@@ -497,12 +497,25 @@ class FakeKraken(FakeService):
         }
 
     def _devices(self, accountNumber: str, deviceId: str | None = None, **_: Any) -> list[dict[str, Any]]:
+        self._own_account(accountNumber)
         default_state = "SMART_CONTROL_CAPABLE"
         return [
             {**x, "status": {"currentState": self.data.device_states.get(x["id"], default_state), **x["status"]}}
             for x in self.data.devices
             if deviceId in (None, x["id"])
         ]
+
+    @staticmethod
+    def _own_account(account: str) -> None:
+        if account != ACCOUNT:
+            raise GraphQLError(
+                "Unauthorized.",
+                extensions={
+                    "errorType": "AUTHORIZATION",
+                    "errorCode": "KT-CT-1111",
+                    "errorDescription": "Unauthorized.",
+                },
+            )
 
     def _campaign_events(
         self, supplyPointIdentifier: str, first: int | None = None, last: int | None = None, **_: Any
@@ -634,6 +647,8 @@ class FakeTessie(FakeService):
     def __init__(self) -> None:
         self.live_tariff: dict[str, Any] | None = None
         self.sites = {SITE_ID}  # energy sites this account may post to
+        self.mode = "autonomous"  # default_real_mode: autonomous is Time-Based Control
+        self.grid_charging = True
         self.posted: list[dict[str, Any]] = []
         self.capitalised_success = False
         self.products: list[dict[str, Any]] = [
@@ -693,11 +708,11 @@ class FakeTessie(FakeService):
                 "id": "STE123",
                 "site_name": "Home Powerwall",
                 "installation_time_zone": "Europe/London",
-                "default_real_mode": "autonomous",
+                "default_real_mode": self.mode,
                 "components": {
                     "tou_capable": True,
                     "battery": True,
-                    "disallow_charge_from_grid_with_solar_installed": False,
+                    "disallow_charge_from_grid_with_solar_installed": not self.grid_charging,
                     "customer_preferred_export_rule": "battery_ok",
                 },
             }

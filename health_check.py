@@ -1,0 +1,221 @@
+"""--check: what a user runs after editing the config. Reads everything, posts nothing.
+
+Each finding is one line: ✓ works, ✗ must be fixed before the scheduler can work, ⚠ works but is
+worth changing. Exit 0 when nothing needed is broken, 2 when the config or a key must change, 1
+when a service could not be reached (try again later).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from config import Config, load_config
+from dispatch_rules import resolve_rules
+from errors import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE, ConfigError, CredentialsRejected, SchedulerError
+from state import load_state
+
+if TYPE_CHECKING:
+    import requests
+
+Mark = Literal["ok", "fail", "warn"]
+SYMBOLS = {"ok": "✓", "fail": "✗", "warn": "⚠"}
+PLAIN = {"ok": "OK  ", "fail": "FAIL", "warn": "WARN"}
+TROUBLED_STATES = {
+    "LOST_CONNECTION": "reconnect the car or charger in the Octopus app",
+    "AUTHENTICATION_FAILED": "sign in to the car or charger again in the Octopus app",
+    "SMART_CONTROL_OFF": "turn smart charging back on in the Octopus app",
+    "SMART_CONTROL_NOT_AVAILABLE": "check the car's connection in the Octopus app",
+    "RETIRED": "this device is retired; add your current car in the Octopus app",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    mark: Mark
+    text: str
+    fix: str = ""
+    outage: bool = False  # a failure on their side, not the config's
+
+    def line(self, symbols: dict[str, str]) -> str:
+        return f"{symbols[self.mark]} {self.text}" + (f": {self.fix}" if self.fix else "")
+
+
+def run_check(path: Path, now: datetime | None = None) -> int:
+    """Check the config, Octopus, the car(s), the tariff rules, Tesla and the Powerwall's settings."""
+    symbols = SYMBOLS if _can_print("✓✗⚠") else PLAIN
+    findings: list[Finding] = []
+
+    def say(finding: Finding) -> None:
+        findings.append(finding)
+        print(finding.line(symbols), flush=True)
+
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        for problem in err.problems:
+            say(Finding("fail", problem))
+        return EXIT_CONFIG
+    say(Finding("ok", f"Config {path} reads cleanly"))
+    import requests
+
+    with requests.Session() as session:
+        _check_octopus(config, session, now or datetime.now(UTC), say)
+        _check_tesla(config, session, say)
+    if config.mqtt.enabled:
+        _check_mqtt(config, say)
+    failures = [f for f in findings if f.mark == "fail"]
+    if not failures:
+        return EXIT_OK
+    return EXIT_SERVICE if all(f.outage for f in failures) else EXIT_CONFIG
+
+
+def _can_print(text: str) -> bool:
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _failure(err: SchedulerError, config: Config, what: str) -> Finding:
+    if isinstance(err, CredentialsRejected):
+        return Finding("fail", f"{what}: {err}", f"check {err.key} in {config.path}")
+    return Finding("fail", f"{what}: {err}", "try again later; if it lasts, see the service's status page", True)
+
+
+def _check_octopus(config: Config, session: requests.Session, now: datetime, say: Callable[[Finding], None]) -> None:
+    from octopus import DEVICES_QUERY, Kraken, import_agreement
+
+    # A copy of the state: the check may reuse a cached token but never writes anything.
+    kraken = Kraken(session, config.octopus, dict(load_state(config.state_path)), timeout=config.debug.timeout_seconds)
+    try:
+        kraken.token()
+    except SchedulerError as err:
+        say(_failure(err, config, "Octopus API key"))
+        return
+    say(Finding("ok", "Octopus API key works"))
+    account = config.octopus.account_number
+    try:
+        data = kraken.graphql(DEVICES_QUERY, {"accountNumber": account})
+    except CredentialsRejected:
+        say(Finding("fail", f"Octopus refuses this key access to account {account}", "check [octopus] account_number"))
+        return
+    except SchedulerError as err:
+        say(_failure(err, config, f"Octopus account {account}"))
+        return
+    say(Finding("ok", f"Octopus account {account} found"))
+    _report_devices(data.get("devices"), say)
+    try:
+        agreement = import_agreement(kraken.agreements(), now)
+    except SchedulerError as err:
+        say(_failure(err, config, "Octopus agreements"))
+        return
+    tariff = config.tariff
+    code = agreement.tariff_code if agreement else None
+    rules = resolve_rules(tariff.dispatch_trust, tariff.car_allowance_half_hours, code)
+    allowance = f"{rules.allowance} half-hours a day" if rules.allowance is not None else "no limit"
+    if agreement is None:
+        say(
+            Finding(
+                "warn",
+                f"No import agreement valid now: dispatch_trust = {rules.trust}, car allowance {allowance}",
+                "ask Octopus to check your tariff, or set [tariff] dispatch_trust yourself",
+            )
+        )
+    else:
+        say(
+            Finding(
+                "ok",
+                f"Import tariff {agreement.tariff_code} (meter {agreement.mpan}): "
+                f"dispatch_trust = {rules.trust}, car allowance {allowance}",
+            )
+        )
+
+
+def _report_devices(devices: Any, say: Callable[[Finding], None]) -> None:
+    from octopus import live_evs
+
+    evs = live_evs(devices if isinstance(devices, list) else [])
+    if not evs:
+        say(
+            Finding(
+                "warn",
+                "No live EV or charger on the Octopus account: only 23:30-05:30 will be cheap",
+                "finish setting up smart charging in the Octopus app",
+            )
+        )
+    for device, state in evs.items():
+        fix = TROUBLED_STATES.get(state, "")
+        say(Finding("warn" if fix else "ok", f"EV {device}: {state or 'state unknown'}", fix))
+
+
+def _check_tesla(config: Config, session: requests.Session, say: Callable[[Finding], None]) -> None:
+    from tesla import TeslaSite
+
+    site_id = config.tesla.site_id
+    tesla = TeslaSite(session, config.tesla.api_base_url, config.tesla.api_key, timeout=config.debug.timeout_seconds)
+    try:
+        info = tesla.site_info(site_id)
+    except CredentialsRejected as err:
+        fix = f"check {err.key} in {config.path}"
+        if err.key == "[tesla] site_id":
+            fix += f" (python3 get_site_id.py {config.path} --write finds it)"
+        say(Finding("fail", f"Tesla: {err}", fix))
+        return
+    except SchedulerError as err:
+        say(_failure(err, config, "Tesla"))
+        return
+    name = info.get("site_name") or "unnamed"
+    say(Finding("ok", f"Tesla token works; energy site {site_id} ({name}) found"))
+    for finding in site_settings(info):
+        say(finding)
+
+
+def site_settings(info: dict[str, Any]) -> Sequence[Finding]:
+    """What the live site settings mean for the tariff: read only, never changed."""
+    raw = info.get("components")
+    components: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    out = []
+    mode = info.get("default_real_mode")
+    if mode == "autonomous":
+        out.append(Finding("ok", "Powerwall is in Time-Based Control, so it follows the tariff"))
+    else:
+        out.append(
+            Finding(
+                "warn",
+                f"Powerwall is in {mode or 'an unknown'} mode, not Time-Based Control: it ignores the tariff",
+                "in the Tesla app choose Time-Based Control (Cost Saving)",
+            )
+        )
+    if components.get("disallow_charge_from_grid_with_solar_installed"):
+        out.append(
+            Finding(
+                "warn",
+                "Grid charging is off: the Powerwall will not charge from the grid in cheap slots",
+                "allow grid charging in the Tesla app (some systems need the installer)",
+            )
+        )
+    else:
+        out.append(Finding("ok", "Grid charging is allowed"))
+    if components.get("tou_capable") is False:
+        out.append(Finding("warn", "Tesla reports the site as not time-of-use capable", "check with your installer"))
+    tariff = info.get("tariff_content_v2")
+    current = tariff.get("name") if isinstance(tariff, dict) else None
+    out.append(Finding("ok", f"Live tariff: {current or 'none set'} (the check changes nothing)"))
+    return out
+
+
+def _check_mqtt(config: Config, say: Callable[[Finding], None]) -> None:
+    from mqtt_switch import read_enable_flag
+
+    flag = read_enable_flag(config.mqtt)
+    if not flag.reachable:
+        say(Finding("warn", f"MQTT broker: {flag.reason}", "check [mqtt] host, port, username and password"))
+    else:
+        state = "on" if flag.enabled else "off: runs are skipped"
+        say(Finding("ok", f"MQTT broker reachable; the switch on {config.mqtt.enable_topic} is {state}"))

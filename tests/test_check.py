@@ -1,0 +1,122 @@
+"""--check against the fake servers: one test per finding that can go wrong, and it never posts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import AT, Result
+from fakes import DEVICE_ID, FakeKraken, FakeTessie
+
+
+def check(cli: Callable[..., Result], config: Path) -> Result:
+    return cli(config, "--check", "--at", AT)
+
+
+def lines(result: Result, mark: str) -> list[str]:
+    return [line for line in result.stdout.splitlines() if line.startswith(mark)]
+
+
+def test_everything_fine(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.device_states = {DEVICE_ID: "SMART_CONTROL_CAPABLE"}
+    result = check(cli, make_config())
+    assert result.code == 0, result.stdout
+    assert lines(result, "✗") == [] and lines(result, "⚠") == []
+    assert f"✓ EV {DEVICE_ID}: SMART_CONTROL_CAPABLE" in result.stdout
+    assert (
+        "✓ Import tariff E-1R-INTELLI-VAR-24-10-29-A (meter 1000000000000): dispatch_trust = planned" in result.stdout
+    )
+    assert "✓ Tesla token works; energy site 2252357221831636 (Home Powerwall) found" in result.stdout
+    assert "✓ Powerwall is in Time-Based Control" in result.stdout
+    assert all(r["method"] == "GET" for r in tessie.requests) and tessie.posted == []
+    assert not Path(str(make_config()) + ".state.json").exists()  # it writes nothing
+
+
+def test_iog_smb_shows_the_rules_that_follow(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.import_tariff = ("IOG-SMB-TOU-25-12-12", "E-1R-IOG-SMB-TOU-25-12-12-H")
+    result = check(cli, make_config())
+    assert "dispatch_trust = started, car allowance 12 half-hours a day" in result.stdout
+
+
+def test_config_problems(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    config = tmp_path / "config.txt"
+    config.write_text("[tariff]\nimport_peak = lots\n")
+    result = check(cli, config)
+    assert result.code == 2
+    assert f"✗ {config}: [octopus] api_key: missing" in result.stdout
+    assert f"✗ {config}: [tariff] import_peak: 'lots' is not a number" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setup", "expected", "code"),
+    [
+        ({"octopus": {"api_key": "sk_live_wrong"}}, None, "✗ Octopus API key: Octopus: API key rejected", 2),
+        ({"octopus": {"account_number": "A-99999999"}}, None, "✗ Octopus refuses this key access to account", 2),
+        ({}, "octopus_down", "✗ Octopus API key: Octopus: HTTP 503: try again later", 1),
+        (
+            {"tesla": {"api_key": "wrong-token"}},
+            None,
+            "✗ Tesla: Tesla: HTTP 401: token refused: check [tesla] api_key",
+            2,
+        ),
+        ({"tesla": {"site_id": "9999888877776666"}}, None, "check [tesla] site_id", 2),
+        ({}, "tesla_down", "✗ Tesla: Tesla: HTTP 503: try again later", 1),
+    ],
+)
+def test_each_failure_names_its_fix(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    overrides: dict[str, dict[str, str]],
+    setup: str | None,
+    expected: str,
+    code: int,
+) -> None:
+    if setup == "octopus_down":
+        kraken.inject("obtainKrakenToken", "http", status=503, times=5)
+    if setup == "tesla_down":
+        tessie.inject("read", "http", status=503, times=5)
+    result = check(cli, make_config(**overrides))
+    assert result.code == code, result.stdout
+    assert any(expected in line for line in lines(result, "✗")), result.stdout
+    assert tessie.posted == []
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        ("no_ev", "⚠ No live EV or charger on the Octopus account: only 23:30-05:30 will be cheap: finish setting up"),
+        ("lost", f"⚠ EV {DEVICE_ID}: LOST_CONNECTION: reconnect the car or charger in the Octopus app"),
+        ("no_agreement", "⚠ No import agreement valid now: dispatch_trust = planned"),
+        ("self_powered", "⚠ Powerwall is in self_consumption mode, not Time-Based Control: it ignores the tariff"),
+        ("no_grid_charging", "⚠ Grid charging is off: the Powerwall will not charge from the grid in cheap slots"),
+    ],
+)
+def test_warnings_name_their_fix_and_do_not_fail(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    setup: str,
+    expected: str,
+) -> None:
+    if setup == "no_ev":
+        kraken.data.devices = [d for d in kraken.data.devices if d["deviceType"] != "ELECTRIC_VEHICLES"]
+    elif setup == "lost":
+        kraken.data.device_states = {DEVICE_ID: "LOST_CONNECTION"}
+    elif setup == "no_agreement":
+        kraken.data.import_valid_to = "2026-01-01T00:00:00+00:00"
+    elif setup == "self_powered":
+        tessie.mode = "self_consumption"
+    elif setup == "no_grid_charging":
+        tessie.grid_charging = False
+    result = check(cli, make_config())
+    assert result.code == 0, result.stdout
+    assert any(line.startswith(expected) for line in lines(result, "⚠")), result.stdout
+    assert lines(result, "✗") == []
