@@ -37,6 +37,7 @@ EXAMPLE_PATH = next(
 ENV_SECRETS = {
     ("octopus", "api_key"): "OCTOPUS_API_KEY",
     ("tesla", "api_key"): "TESLA_API_KEY",
+    ("tesla", "refresh_token"): "TESLA_REFRESH_TOKEN",
     ("mqtt", "password"): "MQTT_PASSWORD",
 }
 TRUST_SETTINGS = ("auto", "planned", "started")
@@ -60,6 +61,10 @@ class TeslaConfig:
     site_id: str
     api_base_url: str
     verify_hours: float
+    # Tesla Fleet API with a refresh token: access tokens are minted (and the refresh token rotated) here.
+    refresh_token: str = field(default="", repr=False)
+    client_id: str = ""
+    token_url: str = "https://fleet-auth.prd.vn.cloud.tesla.com/oauth2/v3/token"
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,7 @@ class Config:
 
     def secrets(self) -> list[str]:
         """Values that must never reach a log line or the terminal."""
-        values = [self.octopus.api_key, self.tesla.api_key, self.mqtt.password]
+        values = [self.octopus.api_key, self.tesla.api_key, self.tesla.refresh_token, self.mqtt.password]
         return [v for v in values if v]
 
 
@@ -229,7 +234,11 @@ def load_config(
     except configparser.Error as err:
         raise ConfigError([f"{path}: not a valid INI file: {err}"]) from err
     r = _Reader(parser, path, env)
+    refresh_token = r.raw("tesla", "refresh_token")
     required = (REQUIRED_FOR_RUN if need_octopus else []) + (REQUIRED_FOR_POST if need_tesla else [])
+    if refresh_token and not is_placeholder(refresh_token):
+        # Fleet API with a refresh token: the access token is minted, so api_key may stay empty.
+        required = [(s, k) for s, k in required if (s, k) != ("tesla", "api_key")] + [("tesla", "client_id")]
     for section, key in required:
         if is_placeholder(r.raw(section, key)):
             env_name = ENV_SECRETS.get((section, key))
@@ -294,6 +303,9 @@ def load_config(
             site_id=r.raw("tesla", "site_id"),
             api_base_url=r.raw("tesla", "api_base_url", "https://api.tessie.com").rstrip("/"),
             verify_hours=r.number("tesla", "verify_hours", "1"),
+            refresh_token=refresh_token,
+            client_id=r.raw("tesla", "client_id"),
+            token_url=r.raw("tesla", "token_url", "https://fleet-auth.prd.vn.cloud.tesla.com/oauth2/v3/token"),
         ),
         tariff=TariffConfig(
             rates_auto=rates_auto,

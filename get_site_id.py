@@ -11,12 +11,14 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from config import is_placeholder, load_config
-from errors import EXIT_CONFIG, EXIT_OK, ConfigError, SchedulerError, cli_failure
-from tesla import EnergySite, TeslaSite
+from config import Config, is_placeholder, load_config
+from errors import EXIT_CONFIG, EXIT_OK, ConfigError, SchedulerError, ServiceUnavailable, cli_failure
+from state import load_state, run_lock, save_state
+from tesla import EnergySite, connect
 
 
 def choose_site(sites: Sequence[EnergySite], wanted: str | None) -> EnergySite:
@@ -78,6 +80,26 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def list_sites(config: Config) -> list[EnergySite]:
+    """The account's energy sites; with Fleet refresh tokens, under the run lock (the token may rotate)."""
+    import requests
+
+    with run_lock(config.lock_path) as acquired:
+        if not acquired:
+            raise ServiceUnavailable("Tesla", "a scheduler run for this config is under way; try again in a moment")
+        state = load_state(config.state_path)
+        with requests.Session() as session:
+            tesla = connect(
+                session,
+                config.tesla,
+                state,
+                lambda: save_state(config.state_path, state),
+                clock=time.time,
+                timeout=config.debug.timeout_seconds,
+            )
+            return tesla.products()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", default="config.txt")
@@ -87,20 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = Path(args.config).expanduser().resolve()
     try:
         config = load_config(path, need_octopus=False, need_tesla=False)
-        if is_placeholder(config.tesla.api_key):
+        if is_placeholder(config.tesla.api_key) and not config.tesla.refresh_token:
             raise ConfigError([f"{path}: [tesla] api_key: missing or still a placeholder (or set TESLA_API_KEY)"])
     except (ConfigError, OSError) as err:
         problems = err.problems if isinstance(err, ConfigError) else [f"{path}: {err}"]
         print("\n".join(problems), file=sys.stderr)
         return EXIT_CONFIG
-    import requests
-
     try:
-        with requests.Session() as session:
-            tesla = TeslaSite(
-                session, config.tesla.api_base_url, config.tesla.api_key, timeout=config.debug.timeout_seconds
-            )
-            sites = tesla.products()
+        sites = list_sites(config)
     except SchedulerError as err:
         code, message = cli_failure(err, path)
         print(message, file=sys.stderr)

@@ -8,6 +8,7 @@ when a service could not be reached (try again later).
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,8 +17,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from config import Config, load_config
 from dispatch_rules import resolve_rules
-from errors import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE, ConfigError, CredentialsRejected, SchedulerError
-from state import load_state
+from errors import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_SERVICE,
+    ConfigError,
+    CredentialsRejected,
+    SchedulerError,
+    ServiceUnavailable,
+)
+from state import load_state, run_lock, save_state
 
 if TYPE_CHECKING:
     import requests
@@ -155,12 +164,10 @@ def _report_devices(devices: Any, say: Callable[[Finding], None]) -> None:
 
 
 def _check_tesla(config: Config, session: requests.Session, say: Callable[[Finding], None]) -> None:
-    from tesla import TeslaSite
 
     site_id = config.tesla.site_id
-    tesla = TeslaSite(session, config.tesla.api_base_url, config.tesla.api_key, timeout=config.debug.timeout_seconds)
     try:
-        info = tesla.site_info(site_id)
+        info = _site_info(config, session)
     except CredentialsRejected as err:
         fix = f"check {err.key} in {config.path}"
         if err.key == "[tesla] site_id":
@@ -174,6 +181,25 @@ def _check_tesla(config: Config, session: requests.Session, say: Callable[[Findi
     say(Finding("ok", f"Tesla token works; energy site {site_id} ({name}) found"))
     for finding in site_settings(info):
         say(finding)
+
+
+def _site_info(config: Config, session: requests.Session) -> dict[str, Any]:
+    """The live site; with Fleet refresh tokens under the run lock, saving only a rotated token."""
+    from tesla import connect
+
+    with run_lock(config.lock_path) as acquired:
+        if not acquired:
+            raise ServiceUnavailable("Tesla", "a scheduler run for this config is under way; try again in a moment")
+        state = load_state(config.state_path)
+        tesla = connect(
+            session,
+            config.tesla,
+            state,
+            lambda: save_state(config.state_path, state),
+            clock=time.time,
+            timeout=config.debug.timeout_seconds,
+        )
+        return tesla.site_info(config.tesla.site_id)
 
 
 def site_settings(info: dict[str, Any]) -> Sequence[Finding]:

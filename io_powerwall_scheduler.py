@@ -475,6 +475,20 @@ def _publish_mqtt(
     state["mqtt"] = memory
 
 
+def _save_now(config: Config, state: dict[str, Any], redactor: RedactSecrets | None) -> None:
+    """Save at once (a rotated Tesla refresh token must not be lost), and redact the new tokens."""
+    save_state(config.state_path, state)
+    _redact_tokens(state, redactor)
+
+
+def _redact_tokens(state: dict[str, Any], redactor: RedactSecrets | None) -> None:
+    from tesla import tokens_in
+
+    for token in tokens_in(state):
+        if redactor is not None:
+            redactor.add(token)
+
+
 def _run(
     config: Config, opts: Options, now: datetime, state: dict[str, Any], redactor: RedactSecrets | None
 ) -> Outcome:
@@ -486,7 +500,9 @@ def _run(
     import requests
 
     from octopus import Kraken
-    from tesla import TeslaSite
+    from tesla import connect
+
+    _redact_tokens(state, redactor)
 
     with requests.Session() as session:
         kraken = Kraken(session, config.octopus, state, timeout=config.debug.timeout_seconds, clock=now.timestamp)
@@ -505,8 +521,13 @@ def _run(
             print(json.dumps(tou_settings_body(tariff), indent=2))
         if opts.dry_run or opts.show:
             return Outcome(result="dry run", digest=digest, plan=plan)
-        tesla = TeslaSite(
-            session, config.tesla.api_base_url, config.tesla.api_key, timeout=config.debug.timeout_seconds
+        tesla = connect(
+            session,
+            config.tesla,
+            state,
+            lambda: _save_now(config, state, redactor),
+            clock=now.timestamp,
+            timeout=config.debug.timeout_seconds,
         )
         result, posted = apply(config, tesla, tariff, digest, state, now, force=opts.force)
     if posted:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import http_retry
@@ -12,6 +14,8 @@ from errors import BadResponse, CredentialsRejected
 
 if TYPE_CHECKING:
     import requests
+
+    from config import TeslaConfig
 
 log = logging.getLogger(__name__)
 SERVICE = "Tesla"
@@ -79,12 +83,95 @@ def tou_settings_body(tariff: Mapping[str, Any]) -> dict[str, Any]:
     return {"tou_settings": {"tariff_content_v2": dict(tariff)}}
 
 
+class FleetTokens:
+    """Access tokens for the Tesla Fleet API from a refresh token (config ``refresh_token`` and ``client_id``).
+
+    Access tokens last about 8 hours. Refresh tokens are single-use: each refresh returns a new one
+    and the old one stops working, so the new one is saved (``save``, atomic) before it is used.
+    ``memory`` is this config's part of the state: access_token, expires_at, refresh_token, seed.
+    """
+
+    MARGIN = 300.0  # refresh this many seconds before expiry
+
+    def __init__(
+        self,
+        session: requests.Session,
+        config: TeslaConfig,
+        memory: dict[str, Any],
+        save: Callable[[], None],
+        *,
+        clock: Callable[[], float],
+        timeout: float,
+    ) -> None:
+        self.session, self.config, self.memory, self.save = session, config, memory, save
+        self.clock, self.timeout = clock, timeout
+        self.requests_made = 0
+        if memory.get("seed") != _fingerprint(config.refresh_token):
+            # A refresh token newly pasted into the config starts a new chain.
+            memory.clear()
+            memory["seed"] = _fingerprint(config.refresh_token)
+
+    def __call__(self, *, renew: bool = False) -> str:
+        token = self.memory.get("access_token")
+        expires = self.memory.get("expires_at")
+        fresh = isinstance(expires, int | float) and self.clock() < expires - self.MARGIN
+        if isinstance(token, str) and token and fresh and not renew:
+            return token
+        return self._refresh()
+
+    def _refresh(self) -> str:
+        current = self.memory.get("refresh_token")
+        refresh = current if isinstance(current, str) and current else self.config.refresh_token
+        self.requests_made += 1
+        response = http_retry.send(
+            self.session,
+            "POST",
+            self.config.token_url,
+            service=SERVICE,
+            timeout=self.timeout,
+            data={"grant_type": "refresh_token", "client_id": self.config.client_id, "refresh_token": refresh},
+            allow_redirects=False,  # never hand a token to wherever a redirect points
+        )
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code in (400, 401, 403):
+            error = _lower_keys(body).get("error") or f"HTTP {response.status_code}"
+            raise CredentialsRejected(
+                SERVICE,
+                f"refresh token refused ({error}); sign in again and paste the new refresh token",
+                key="[tesla] refresh_token",
+                status=response.status_code,
+            )
+        fields = _lower_keys(body)
+        access, rotated, lifetime = fields.get("access_token"), fields.get("refresh_token"), fields.get("expires_in")
+        if response.status_code >= 400 or not isinstance(access, str) or not access:
+            raise BadResponse(SERVICE, f"token endpoint answered HTTP {response.status_code} without a token")
+        self.memory.update(
+            access_token=access,
+            expires_at=self.clock() + (float(lifetime) if isinstance(lifetime, int | float) else 3600.0),
+            refresh_token=rotated if isinstance(rotated, str) and rotated else refresh,
+        )
+        self.save()
+        log.info("Tesla access token renewed; it lasts until %s UTC", _when(self.memory["expires_at"]))
+        return access
+
+
+def _fingerprint(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M")
+
+
 class TeslaSite:
     def __init__(
         self,
         session: requests.Session,
         base_url: str,
-        token: str,
+        token: str | FleetTokens,
         *,
         timeout: float,
         sleep: Callable[[float], None] | None = None,
@@ -97,7 +184,20 @@ class TeslaSite:
         self.requests_made = 0
 
     def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        """The one way to Tesla: timeout, bounded retries, failures split by who is at fault."""
+        """The one way to Tesla: timeout, bounded retries, failures split by who is at fault.
+
+        With Fleet tokens, a refused access token is renewed once and the request sent again.
+        """
+        try:
+            return self._send(method, path, body, renew=False)
+        except CredentialsRejected as err:
+            if not isinstance(self.token, FleetTokens) or err.status != 401:
+                raise
+            log.info("Tesla refused the access token; renewing it once")
+            return self._send(method, path, body, renew=True)
+
+    def _send(self, method: str, path: str, body: Mapping[str, Any] | None, *, renew: bool) -> Any:
+        token = self.token(renew=renew) if isinstance(self.token, FleetTokens) else self.token
         self.requests_made += 1
         extra: dict[str, Any] = {} if self.sleep is None else {"sleep": self.sleep}
         response = http_retry.send(
@@ -106,8 +206,9 @@ class TeslaSite:
             f"{self.base_url}{path}",
             service=SERVICE,
             timeout=self.timeout,
-            headers={"Authorization": f"Bearer {self.token}"},
+            headers={"Authorization": f"Bearer {token}"},
             json=body,
+            allow_redirects=False,  # never hand a token to wherever a redirect points
             **extra,
         )
         try:
@@ -141,3 +242,33 @@ class TeslaSite:
 
     def post_tariff(self, site_id: str, tariff: Mapping[str, Any]) -> None:
         self._request("POST", f"/api/1/energy_sites/{site_id}/time_of_use_settings", tou_settings_body(tariff))
+
+
+def connect(
+    session: requests.Session,
+    config: TeslaConfig,
+    state: dict[str, Any],
+    save: Callable[[], None],
+    *,
+    clock: Callable[[], float],
+    timeout: float,
+) -> TeslaSite:
+    """The Tesla client for a config: a fixed token (Tessie, Teslemetry, Fleet) or Fleet refresh tokens.
+
+    ``state`` is the whole state; ``save`` writes it atomically (the caller holds the run lock).
+    """
+    if not config.refresh_token:
+        return TeslaSite(session, config.api_base_url, config.api_key, timeout=timeout)
+    memory = state.get("tesla_auth")
+    if not isinstance(memory, dict):
+        memory = state["tesla_auth"] = {}
+    tokens = FleetTokens(session, config, memory, save, clock=clock, timeout=timeout)
+    return TeslaSite(session, config.api_base_url, tokens, timeout=timeout)
+
+
+def tokens_in(state: Mapping[str, Any]) -> list[str]:
+    """Tokens kept in the state, so that the log can redact them too."""
+    memory = state.get("tesla_auth")
+    if not isinstance(memory, dict):
+        return []
+    return [str(memory[k]) for k in ("access_token", "refresh_token") if isinstance(memory.get(k), str)]

@@ -93,7 +93,7 @@ def make_config(tmp_path: Path, kraken: FakeKraken, tessie: FakeTessie) -> Calla
     return make
 
 
-SECRET_VARIABLES = ("OCTOPUS_API_KEY", "TESLA_API_KEY", "MQTT_PASSWORD")
+SECRET_VARIABLES = ("OCTOPUS_API_KEY", "TESLA_API_KEY", "TESLA_REFRESH_TOKEN", "MQTT_PASSWORD")
 
 
 def run_cli(

@@ -39,6 +39,8 @@ DEVICE_ID = "00000000-0009-4000-8020-00000006d816"
 IMPORT_MPAN = "1000000000000"
 EXPORT_MPAN = "1000000000001"
 SITE_ID = "2252357221831636"
+FLEET_CLIENT_ID = "fleet-client-0123456789"
+FLEET_REFRESH_TOKEN = "NA_fleet-refresh-original-abcdef"
 
 KRAKEN_ERRORS = {
     "KT-CT-1124": ("APPLICATION", "Signature of the JWT has expired."),
@@ -649,6 +651,10 @@ class FakeTessie(FakeService):
         self.sites = {SITE_ID}  # energy sites this account may post to
         self.mode = "autonomous"  # default_real_mode: autonomous is Time-Based Control
         self.grid_charging = True
+        # Tesla Fleet OAuth: refresh tokens are single-use and rotate; access tokens expire.
+        self.refresh_tokens = {FLEET_REFRESH_TOKEN}
+        self.refresh_log: list[str] = []  # the refresh tokens presented, in order
+        self.access_tokens: dict[str, float] = {}  # token -> expiry (time.time())
         self.posted: list[dict[str, Any]] = []
         self.capitalised_success = False
         self.products: list[dict[str, Any]] = [
@@ -663,8 +669,45 @@ class FakeTessie(FakeService):
         ]
         super().__init__()
 
+    @property
+    def token_url(self) -> str:
+        return self.url + "/oauth2/v3/token"
+
+    def revoke_access_tokens(self) -> None:
+        with self.lock:
+            self.access_tokens.clear()
+
+    def _oauth(self, request: BaseHTTPRequestHandler, raw: bytes | None) -> None:
+        form = {k: v[0] for k, v in parse_qs((raw or b"").decode()).items()}
+        with self.lock:
+            self.requests.append({"path": "/oauth2/v3/token", "method": "POST", "operations": ["oauth"], "auth": ""})
+            presented = form.get("refresh_token", "")
+            self.refresh_log.append(presented)
+            if form.get("grant_type") != "refresh_token" or form.get("client_id") != FLEET_CLIENT_ID:
+                self.send(request, 401, {"error": "invalid_client", "error_description": "unknown client"})
+                return
+            if presented not in self.refresh_tokens:
+                self.send(request, 401, {"error": "invalid_grant", "error_description": "refresh_token is invalid"})
+                return
+            self.refresh_tokens.discard(presented)  # single use
+            n = len(self.refresh_log)
+            fresh_refresh, access = f"NA_fleet-refresh-{n:04d}", f"fleet-access-{n:04d}-{presented[-4:]}"
+            self.refresh_tokens.add(fresh_refresh)
+            self.access_tokens[access] = time.time() + 28800
+        body = {
+            "access_token": access,
+            "refresh_token": fresh_refresh,
+            "id_token": "x.y.z",
+            "expires_in": 28800,
+            "token_type": "Bearer",
+        }
+        self.send(request, 200, body)
+
     def handle(self, request: BaseHTTPRequestHandler, method: str, raw: bytes | None) -> None:
         parsed = urlparse(request.path)
+        if parsed.path == "/oauth2/v3/token" and method == "POST":
+            self._oauth(request, raw)
+            return
         auth = request.headers.get("Authorization") or ""
         op = {"GET": "read", "POST": "post"}[method]
         if parsed.path == "/api/1/products":
@@ -679,7 +722,7 @@ class FakeTessie(FakeService):
         if not token:
             self.send(request, 401, {"error": "Access token is required"})
             return
-        if token != TESSIE_TOKEN:
+        if token != TESSIE_TOKEN and self.access_tokens.get(token, 0) < time.time():
             self.send(request, 401, {"error": "Invalid access token"})
             return
         fault = self.take_fault([op])
