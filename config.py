@@ -112,6 +112,7 @@ class MqttConfig:
     node_id: str = "io_powerwall_scheduler"  # per config: in topics, unique_ids and the device
     device_name: str = "IO Powerwall Scheduler"
     stale_after_minutes: float = 10
+    restore_when_off: bool = False  # switching off over MQTT puts the user's own tariff back, once
 
 
 @dataclass(frozen=True)
@@ -348,6 +349,7 @@ def load_config(
             node_id=node,
             device_name=device_name,
             stale_after_minutes=r.number("mqtt", "stale_after_minutes", "10", minimum=1),
+            restore_when_off=r.boolean("mqtt", "restore_when_off", "false"),
         ),
         debug=DebugConfig(
             dry_run=r.boolean("debug", "dry_run", "false"),

@@ -13,8 +13,9 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -30,11 +31,14 @@ from errors import (
     CredentialsRejected,
     InvalidTariff,
     RateLimited,
+    SchedulerError,
     ServiceError,
     ServiceUnavailable,
+    cli_failure,
 )
 from free_electricity import parse_power_ups
 from logs import RedactSecrets, setup_logging
+from run_status import last_run_of, status_report
 from savings_sessions import parse_session_events, plan_sessions
 from schedule_view import reason_for, render_schedule
 from state import load_state, run_lock, save_state
@@ -51,6 +55,7 @@ from tariff import (
     tariff_digest,
     validate_tariff,
 )
+from tariff_restore import keep_original, pause, resume
 from tesla import tou_settings_body
 
 if TYPE_CHECKING:
@@ -318,6 +323,7 @@ def apply(
     digest: str,
     state: dict[str, Any],
     now: datetime,
+    save: Callable[[], None],
     *,
     force: bool,
 ) -> tuple[str, bool]:
@@ -337,6 +343,7 @@ def apply(
             log.debug("Live tariff still matches ours")
             return "verified", False
         log.warning("The live tariff differs from the one we posted (changed elsewhere?); posting ours again")
+    keep_original(state, site, tesla, now, save)
     tesla.post_tariff(site, tariff)
     if not tariffs_match(tesla.site_info(site), tariff):
         mem.pop("posted_hash", None)
@@ -348,12 +355,14 @@ def apply(
 # ---- the run -----------------------------------------------------------------------------
 
 
-def _note_failure(state: dict[str, Any], err: ServiceError, now: datetime) -> None:
+def _note_failure(state: dict[str, Any], err: ServiceError, now: datetime, previous_run: float | None) -> None:
     """Log a failure once, then hourly while it lasts (a cron job must not flood its log)."""
     failing = state.setdefault("failing", {})
     reason = str(err)
     if failing.get("reason") != reason:
         log.error("%s; keeping the current tariff", reason)
+        if not failing:  # a new failure: the run before this one was the last to succeed
+            failing["last_success"] = previous_run
         failing.update(reason=reason, since=now.timestamp(), logged=now.timestamp(), runs=1)
         return
     failing["runs"] = int(failing.get("runs", 0)) + 1
@@ -376,11 +385,28 @@ def _rate_limited(state: dict[str, Any], now: datetime) -> None:
     backoff.update(step=step, until=now.timestamp() + BACKOFF_MINUTES[step] * 60)
 
 
-def run(config: Config, opts: Options, now: datetime, redactor: RedactSecrets | None = None) -> int:
+def run(
+    config: Config,
+    opts: Options,
+    now: datetime,
+    redactor: RedactSecrets | None = None,
+    previous_run: float | None = None,
+) -> int:
     state = load_state(config.state_path)
     # Steady-state runs change nothing; skipping the write spares an SD card 1,440 writes a day.
     loaded = json.dumps(state, sort_keys=True)
     live = not (opts.dry_run or opts.show)
+
+    def save_if_changed() -> None:
+        if json.dumps(state, sort_keys=True) != loaded:
+            save_state(config.state_path, state)
+
+    if live and state.get("paused"):
+        log.debug("Paused since --restore; run with --resume to carry on")
+        if config.mqtt.enabled:
+            _publish_mqtt(config, state, Outcome(result="paused"), None, now, redactor)
+            save_if_changed()
+        return EXIT_OK
     flag: FlagReading | None = None
     if config.mqtt.enabled and not opts.force:
         from mqtt_switch import read_enable_flag
@@ -388,11 +414,14 @@ def run(config: Config, opts: Options, now: datetime, redactor: RedactSecrets | 
         flag = read_enable_flag(config.mqtt)
         if not flag.enabled:
             log.debug("Disabled by MQTT (%s)", flag.reason)
+            if live and config.mqtt.restore_when_off and not state.get("restored_when_off"):
+                _restore_when_off(config, state, redactor)
             if live and flag.reachable:
                 _publish_mqtt(config, state, Outcome(result="disabled"), flag, now, redactor)
-                if json.dumps(state, sort_keys=True) != loaded:
-                    save_state(config.state_path, state)
+            if live:
+                save_if_changed()
             return EXIT_OK
+        state.pop("restored_when_off", None)
     try:
         outcome = _run(config, opts, now, state, redactor)
     except CredentialsRejected as err:
@@ -404,7 +433,7 @@ def run(config: Config, opts: Options, now: datetime, redactor: RedactSecrets | 
             log.error("%s", problem)
         outcome, code = Outcome(result="config error"), EXIT_CONFIG
     except ServiceError as err:
-        _note_failure(state, err, now)
+        _note_failure(state, err, now, previous_run)
         if isinstance(err, RateLimited) and err.service == "Octopus":
             _rate_limited(state, now)
         outcome, code = Outcome(result=f"error: {err}"), EXIT_SERVICE
@@ -475,6 +504,39 @@ def _publish_mqtt(
     state["mqtt"] = memory
 
 
+def _restore_when_off(config: Config, state: dict[str, Any], redactor: RedactSecrets | None) -> None:
+    """[mqtt] restore_when_off: switched off, the site gets the user's own tariff back, once."""
+    try:
+        name = _restore(config, state, redactor)
+    except ConfigError as err:  # nothing kept to restore: say so once, not every minute
+        log.warning("Switched off over MQTT; %s", "; ".join(err.problems))
+    except ServiceError as err:
+        log.error("Switched off over MQTT but could not restore the tariff (%s); trying again next run", err)
+        return
+    else:
+        log.info("Switched off over MQTT: put back %s (restore_when_off)", name)
+    state["restored_when_off"] = True
+
+
+def _restore(config: Config, state: dict[str, Any], redactor: RedactSecrets | None) -> str:
+    import requests
+
+    from tariff_restore import restore
+    from tesla import connect
+
+    _redact_tokens(state, redactor)
+    with requests.Session() as session:
+        tesla = connect(
+            session,
+            config.tesla,
+            state,
+            lambda: _save_now(config, state, redactor),
+            clock=lambda: datetime.now(UTC).timestamp(),
+            timeout=config.debug.timeout_seconds,
+        )
+        return restore(state, config.tesla.site_id, tesla)
+
+
 def _save_now(config: Config, state: dict[str, Any], redactor: RedactSecrets | None) -> None:
     """Save at once (a rotated Tesla refresh token must not be lost), and redact the new tokens."""
     save_state(config.state_path, state)
@@ -529,7 +591,9 @@ def _run(
             clock=now.timestamp,
             timeout=config.debug.timeout_seconds,
         )
-        result, posted = apply(config, tesla, tariff, digest, state, now, force=opts.force)
+        result, posted = apply(
+            config, tesla, tariff, digest, state, now, lambda: _save_now(config, state, redactor), force=opts.force
+        )
     if posted:
         log.info("Posted tariff %s: %s", digest[:12], describe(plan, config, gathered.reasons))
     else:
@@ -606,6 +670,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="check the config, keys, account, car and Powerwall settings; posts nothing",
     )
+    parser.add_argument("--status", action="store_true", help="how recent runs went (exit 1 while failing)")
+    parser.add_argument(
+        "--restore", action="store_true", help="put back the site's own tariff and pause this config until --resume"
+    )
+    parser.add_argument("--resume", action="store_true", help="carry on after --restore")
     return parser.parse_args(argv)
 
 
@@ -629,6 +698,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from health_check import run_check
 
         return run_check(path, opts.at)
+    if args.status or args.restore or args.resume:
+        return _user_command(path, args, opts.at or datetime.now(UTC))
     dry = opts.dry_run or opts.show
     try:
         config = load_config(path, need_tesla=not dry)
@@ -651,7 +722,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not acquired:
             log.debug("Another run for %s is still going; leaving it to finish", path)
             return EXIT_OK
-        return run(config, opts, now, redactor)
+        previous_run = last_run_of(config.lock_path)
+        if not (opts.dry_run or opts.show):
+            os.utime(config.lock_path, (now.timestamp(), now.timestamp()))  # the last run, for --status
+        return run(config, opts, now, redactor, previous_run)
+
+
+def _user_command(path: Path, args: argparse.Namespace, now: datetime) -> int:
+    """--status, --restore and --resume: one short job each, printed for a person."""
+    try:
+        config = load_config(path, need_octopus=False, need_tesla=bool(args.restore))
+    except ConfigError as err:
+        print("\n".join(err.problems), file=sys.stderr)
+        return EXIT_CONFIG
+    if args.status:
+        text, code = status_report(path, load_state(config.state_path), last_run_of(config.lock_path), now)
+        print(text)
+        return code
+    redactor = setup_logging(config.debug.log_file, config.secrets(), debug=config.debug.debug)
+    with run_lock(config.lock_path) as acquired:
+        if not acquired:
+            print(f"A run for {path} is under way; try again in a moment", file=sys.stderr)
+            return EXIT_SERVICE
+        state = load_state(config.state_path)
+        if args.resume:
+            message = "Resumed: the next run posts the scheduler's tariff" if resume(state) else "Not paused"
+        else:
+            try:
+                name = _restore(config, state, redactor)
+            except SchedulerError as err:
+                save_state(config.state_path, state)  # a rotated Tesla token must be kept whatever happened
+                code, text = cli_failure(err, path)
+                print(text, file=sys.stderr)
+                return code
+            pause(state, now, "--restore")
+            message = (
+                f"Put back {name} on site {config.tesla.site_id}. The scheduler is paused for {path} "
+                "(cron runs do nothing) until you run it with --resume."
+            )
+        save_state(config.state_path, state)
+        log.info("%s", message)
+    print(message)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

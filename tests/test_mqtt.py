@@ -460,3 +460,26 @@ def test_configs_from_before_per_config_identity_drop_the_shared_entities(
     got = broker.retained("homeassistant/#")
     assert legacy not in got
     assert len(discovery_topics(got, mqtt_config(config).node_id)) == 6
+
+
+def test_switching_off_restores_the_users_tariff_once_when_asked(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    from test_restore import users_own_tariff
+
+    from tariff import price_grid
+
+    own = users_own_tariff()
+    tessie.live_tariff = own
+    config = make_config(mqtt=mqtt_section(broker.port, restore_when_off="true"))
+    assert cli(config, "--at", AT).code == 0
+    broker.publish_retained(ENABLE, "off")
+    off = cli(config, "--at", "2026-11-24T12:01:00+00:00")
+    assert off.code == 0 and "Switched off over MQTT: put back Octopus Flexible" in off.log
+    assert tessie.live_tariff is not None and price_grid(tessie.live_tariff) == price_grid(own)
+    assert cli(config, "--at", "2026-11-24T12:02:00+00:00").code == 0
+    assert len(tessie.posted) == 2  # restored once, not every minute
+    assert json.loads(broker.retained(STATE)[STATE])["result"] == "disabled"
+    broker.publish_retained(ENABLE, "on")
+    assert cli(config, "--at", "2026-11-24T12:03:00+00:00").code == 0
+    assert len(tessie.posted) == 3 and price_grid(tessie.live_tariff) != price_grid(own)  # ours again

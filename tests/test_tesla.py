@@ -133,7 +133,8 @@ def test_post_is_read_back_and_capitalised_success_accepted(
 ) -> None:
     tessie.capitalised_success = True
     assert cli(make_config(), "--at", AT).code == 0
-    assert [r["method"] for r in tessie.requests] == ["POST", "GET"]
+    # The site's own tariff is read once, before the first post (for --restore); then post and read-back.
+    assert [r["method"] for r in tessie.requests] == ["GET", "POST", "GET"]
 
 
 def test_app_edit_is_repaired_within_the_hour_with_one_extra_read(
@@ -220,7 +221,7 @@ def test_base_url_with_trailing_slash(
 ) -> None:
     # Teslemetry and the Fleet API differ from Tessie only in this URL and the token.
     assert cli(make_config(tesla={"api_base_url": tessie.url + "/"}), "--at", AT).code == 0
-    assert tessie.requests[0]["path"] == f"/api/1/energy_sites/{SITE_ID}/time_of_use_settings"
+    assert tessie.requests[1]["path"] == f"/api/1/energy_sites/{SITE_ID}/time_of_use_settings"
 
 
 def test_invalid_tariff_is_logged_and_never_posted(

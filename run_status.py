@@ -1,0 +1,66 @@
+"""--status: how the scheduler for a config has been doing, for cron users who discard its output."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from errors import EXIT_OK, EXIT_SERVICE
+
+
+def _when(timestamp: Any, now: datetime) -> str:
+    if not isinstance(timestamp, int | float) or not timestamp:
+        return "never"
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    minutes = round((now - moment).total_seconds() / 60)
+    if minutes < 0:
+        ago = ""
+    elif minutes < 120:
+        ago = f"{minutes} minute{'' if minutes == 1 else 's'} ago"
+    else:
+        ago = f"{minutes / 60:.1f} hours ago"
+    return f"{moment:%Y-%m-%d %H:%M} UTC" + (f" ({ago})" if ago else "")
+
+
+def _section(state: dict[str, Any], key: str) -> dict[str, Any]:
+    value = state.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def last_run_of(lock_path: Path) -> float | None:
+    """Every scheduler run touches its lock file: its time is the last run."""
+    try:
+        return lock_path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def status_report(config_path: Path, state: dict[str, Any], last_run: float | None, now: datetime) -> tuple[str, int]:
+    """The text of --status and its exit code: 1 while the scheduler is failing, else 0."""
+    tesla, failing, paused, backoff = (_section(state, key) for key in ("tesla", "failing", "paused", "backoff"))
+    posted = str(tesla.get("posted_hash") or "")[:12]
+    lines = [
+        f"Config:       {config_path}",
+        f"Last run:     {_when(last_run, now)}",
+        f"Last post:    {_when(tesla.get('posted_at'), now)}" + (f", tariff {posted}" if posted else ""),
+    ]
+    if failing:
+        lines.append(f"Last success: {_when(failing.get('last_success'), now)}")
+        lines.append(
+            f"Failing:      since {_when(failing.get('since'), now)}, {failing.get('runs', 1)} run(s): "
+            f"{failing.get('reason', 'unknown')}"
+        )
+    else:
+        lines.append(f"Last success: {_when(last_run, now)}")
+        lines.append("Failing:      no")
+    if isinstance(backoff.get("until"), int | float) and backoff["until"] > now.timestamp():
+        lines.append(f"Backing off:  Octopus asked us to slow down; next request after {_when(backoff['until'], now)}")
+    if paused:
+        lines.append(
+            f"Paused:       since {_when(paused.get('since'), now)} ({paused.get('why', '--restore')}); "
+            "runs do nothing until --resume"
+        )
+    else:
+        lines.append("Paused:       no")
+    return "\n".join(lines), EXIT_SERVICE if failing else EXIT_OK
