@@ -53,6 +53,7 @@ class OctopusConfig:
     graphql_url: str
     backend_graphql_url: str
     rest_url: str
+    poll_minutes: float = 3  # between polls when nothing is happening (every minute when something is)
 
 
 @dataclass(frozen=True)
@@ -298,6 +299,7 @@ def load_config(
                 "octopus", "backend_graphql_url", "https://api.backend.octopus.energy/v1/graphql/"
             ),
             rest_url=r.raw("octopus", "rest_url", "https://api.octopus.energy/v1/"),
+            poll_minutes=r.number("octopus", "poll_minutes", "3", minimum=1),
         ),
         tesla=TeslaConfig(
             api_key=r.raw("tesla", "api_key"),
@@ -326,7 +328,7 @@ def load_config(
             free_electricity=r.boolean("features", "free_electricity", "true"),
             saving_sessions=r.boolean("features", "saving_sessions", "true"),
             min_saving_offset=r.number("features", "min_saving_offset", "0.10"),
-            saving_sessions_poll_minutes=int(r.number("features", "saving_sessions_poll_minutes", "15")),
+            saving_sessions_poll_minutes=int(r.number("features", "saving_sessions_poll_minutes", "60")),
             auto_join_saving_sessions=r.boolean("features", "auto_join_saving_sessions", "false"),
             auto_join_min_reward=r.number("features", "auto_join_min_reward", "1.00"),
         ),

@@ -36,7 +36,13 @@ class ServiceUnavailable(ServiceError):
 
 
 class RateLimited(ServiceUnavailable):
-    """The service asked us to slow down (HTTP 429, KT-CT-1199)."""
+    """The service asked us to slow down (HTTP 429, KT-CT-1199); ``retry_after`` in seconds when it said."""
+
+    def __init__(
+        self, service: str, reason: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(service, reason, status=status)
 
 
 class BadResponse(ServiceError):

@@ -54,7 +54,7 @@ def send(
             if status == 429:
                 wait = _retry_after(response)
                 if wait is None or wait > MAX_RETRY_AFTER_SECONDS:
-                    raise RateLimited(service, "rate limited (HTTP 429)", status=429)
+                    raise RateLimited(service, "rate limited (HTTP 429)", status=429, retry_after=wait)
                 if attempt < attempts:
                     sleep(wait)
                 continue

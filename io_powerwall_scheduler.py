@@ -15,14 +15,38 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from call_policy import (
+    MISMATCH_DELAYS,
+    TeslaCalls,
+    TeslaPlan,
+    after_octopus_failure,
+    after_poll,
+    after_post,
+    after_tesla_failure,
+    after_verify,
+    dump,
+    first_difference,
+    for_site,
+    load_calls,
+    plan_octopus,
+    plan_tesla,
+    with_pending,
+)
 from config import EXAMPLE_PATH, Config, load_config, write_template
-from dispatch_rules import BillingRules, DispatchData, Reason, decide_dispatches, resolve_rules
+from dispatch_rules import (
+    SMART_CONTROL,
+    BillingRules,
+    DispatchData,
+    Reason,
+    decide_dispatches,
+    resolve_rules,
+)
 from errors import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -33,7 +57,6 @@ from errors import (
     RateLimited,
     SchedulerError,
     ServiceError,
-    ServiceUnavailable,
     cli_failure,
 )
 from free_electricity import parse_power_ups
@@ -61,12 +84,10 @@ from tesla import tou_settings_body
 if TYPE_CHECKING:
     from mqtt_switch import FlagReading
     from octopus import Kraken, PowerUpAnswer
-    from tesla import TeslaSite
 
 log = logging.getLogger("io_powerwall_scheduler")
 HERE = Path(__file__).resolve().parent
 SAMPLE_DIR = HERE / "sample_data"
-BACKOFF_MINUTES = (5, 10, 20, 30)
 STILL_FAILING_EVERY = timedelta(hours=1)
 POWER_UPS_KEEP = timedelta(hours=6)  # how old a Power Up list may be and still stand in for a failed answer
 POWER_UPS_REFRESH = timedelta(minutes=30)  # re-stamp an unchanged list this often (spares the SD card)
@@ -106,12 +127,29 @@ class Gathered:
     started: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
 
 
+Result = Literal[
+    "posted",
+    "unchanged",
+    "verified",
+    "waiting",
+    "between polls",
+    "backing off",
+    "dry run",
+    "disabled",
+    "paused",
+    "config error",
+    "error",
+]
+
+
 @dataclass(frozen=True)
 class Outcome:
-    result: str
+    result: Result
     posted: bool = False
     digest: str = ""
     plan: WeekPlan | None = None
+    answered: frozenset[str] = frozenset()  # services that answered this run: their failure streak ends
+    detail: str = ""  # the error, for the log and the MQTT status
 
 
 # ---- gather ------------------------------------------------------------------------------
@@ -316,42 +354,6 @@ def tariffs_match(live_info: dict[str, Any], ours: dict[str, Any]) -> bool:
     )
 
 
-def apply(
-    config: Config,
-    tesla: TeslaSite,
-    tariff: dict[str, Any],
-    digest: str,
-    state: dict[str, Any],
-    now: datetime,
-    save: Callable[[], None],
-    *,
-    force: bool,
-) -> tuple[str, bool]:
-    """Post when changed (or forced, or the live tariff drifted); record only confirmed posts."""
-    site = config.tesla.site_id
-    mem = state.setdefault("tesla", {})
-    if mem.get("site_id") != site:
-        mem.clear()
-        mem["site_id"] = site
-    verified_at = float(mem.get("verified_at", 0))
-    verify_due = now.timestamp() - verified_at >= config.tesla.verify_hours * 3600
-    if digest == mem.get("posted_hash") and not force:
-        if not verify_due:
-            return "unchanged", False
-        mem["verified_at"] = now.timestamp()
-        if tariffs_match(tesla.site_info(site), tariff):
-            log.debug("Live tariff still matches ours")
-            return "verified", False
-        log.warning("The live tariff differs from the one we posted (changed elsewhere?); posting ours again")
-    keep_original(state, site, tesla, now, save)
-    tesla.post_tariff(site, tariff)
-    if not tariffs_match(tesla.site_info(site), tariff):
-        mem.pop("posted_hash", None)
-        raise ServiceUnavailable("Tesla", "post reported success but the live tariff differs; will retry next run")
-    mem.update(posted_hash=digest, posted_at=now.timestamp(), verified_at=now.timestamp())
-    return "posted", True
-
-
 # ---- the run -----------------------------------------------------------------------------
 
 
@@ -363,7 +365,7 @@ def _note_failure(state: dict[str, Any], err: ServiceError, now: datetime, previ
         log.error("%s; keeping the current tariff", reason)
         if not failing:  # a new failure: the run before this one was the last to succeed
             failing["last_success"] = previous_run
-        failing.update(reason=reason, since=now.timestamp(), logged=now.timestamp(), runs=1)
+        failing.update(reason=reason, service=err.service, since=now.timestamp(), logged=now.timestamp(), runs=1)
         return
     failing["runs"] = int(failing.get("runs", 0)) + 1
     if now.timestamp() - float(failing.get("logged", 0)) >= STILL_FAILING_EVERY.total_seconds():
@@ -373,16 +375,14 @@ def _note_failure(state: dict[str, Any], err: ServiceError, now: datetime, previ
         log.debug("Still failing: %s", reason)
 
 
-def _note_success(state: dict[str, Any]) -> None:
-    failing = state.pop("failing", None)
-    if failing:
+def _note_success(state: dict[str, Any], answered: frozenset[str]) -> None:
+    """A failure streak ends when the service that failed answers again (not just any service)."""
+    failing = state.get("failing")
+    if not isinstance(failing, dict) or not answered:
+        return
+    if failing.get("service") in answered or failing.get("service") is None:
+        state.pop("failing")
         log.info("Services back after %s failed run(s)", failing.get("runs", 1))
-
-
-def _rate_limited(state: dict[str, Any], now: datetime) -> None:
-    backoff = state.setdefault("backoff", {})
-    step = min(int(backoff.get("step", -1)) + 1, len(BACKOFF_MINUTES) - 1)
-    backoff.update(step=step, until=now.timestamp() + BACKOFF_MINUTES[step] * 60)
 
 
 def run(
@@ -426,25 +426,20 @@ def run(
         outcome = _run(config, opts, now, state, redactor)
     except CredentialsRejected as err:
         log.error("%s: check %s in %s", err, err.key, config.path)
-        outcome = Outcome(result=f"error: {err}")
-        code = EXIT_CONFIG
+        outcome, code = Outcome(result="error", detail=str(err)), EXIT_CONFIG
     except ConfigError as err:
         for problem in err.problems:
             log.error("%s", problem)
         outcome, code = Outcome(result="config error"), EXIT_CONFIG
     except ServiceError as err:
         _note_failure(state, err, now, previous_run)
-        if isinstance(err, RateLimited) and err.service == "Octopus":
-            _rate_limited(state, now)
-        outcome, code = Outcome(result=f"error: {err}"), EXIT_SERVICE
+        outcome, code = Outcome(result="error", detail=str(err)), EXIT_SERVICE
     except InvalidTariff as err:
         log.error("Built an invalid tariff (a bug, nothing posted): %s", err)
-        outcome, code = Outcome(result="error: invalid tariff"), EXIT_SERVICE
+        outcome, code = Outcome(result="error", detail="invalid tariff (a bug; nothing posted)"), EXIT_SERVICE
     else:
         code = EXIT_OK
-        if outcome.result != "backing off":
-            _note_success(state)
-            state.pop("backoff", None)
+        _note_success(state, outcome.answered)
     finally:
         if live and json.dumps(state, sort_keys=True) != loaded:
             save_state(config.state_path, state)
@@ -475,8 +470,9 @@ def _publish_mqtt(
         memory["blocks"] = [list(b) for b in cheap_blocks(outcome.plan, now, config.tariff.time_zone)]
     tesla = state.get("tesla") or {}
     failing = state.get("failing") or {}
+    text = f"{outcome.result}: {outcome.detail}" if outcome.detail else outcome.result
     facts = StatusFacts(
-        result=redactor.redact(outcome.result) if redactor else outcome.result,
+        result=redactor.redact(text) if redactor else text,
         posted=outcome.posted,
         now=now,
         last_hash=str(tesla.get("posted_hash") or ""),
@@ -554,35 +550,137 @@ def _redact_tokens(state: dict[str, Any], redactor: RedactSecrets | None) -> Non
 def _run(
     config: Config, opts: Options, now: datetime, state: dict[str, Any], redactor: RedactSecrets | None
 ) -> Outcome:
-    until = float((state.get("backoff") or {}).get("until", 0))
-    if now.timestamp() < until and not opts.force:
-        log.debug("Backing off Octopus until %s", datetime.fromtimestamp(until, UTC).isoformat())
-        return Outcome(result="backing off")
+    """One run: poll Octopus if the policy says so, build the tariff, then post, verify or wait."""
+    octopus_calls, tesla_calls, problems = load_calls(state)
+    for problem in problems:
+        log.warning("State file %s: dropped %s", config.state_path, problem)
+    tesla_calls = for_site(tesla_calls, config.tesla.site_id)
+    preview = opts.dry_run or opts.show
+    octopus_plan = plan_octopus(octopus_calls, now, config.octopus.poll_minutes, force=opts.force or preview)
+    _redact_tokens(state, redactor)
+    built: tuple[str, dict[str, Any]] | None = None
+    plan: WeekPlan | None = None
+    reasons: Mapping[tuple[date, int], Reason] = {}
+    if octopus_plan.action == "poll":
+        polled = Polled()
+        try:
+            plan, tariff, digest, reasons = _poll(config, opts, now, state, polled, redactor)
+        except ServiceError as err:
+            if not preview:
+                spent = after_octopus_failure(octopus_calls, now, polled.requests, rate_limited=_octopus_limit(err))
+                state["octopus_calls"] = dump(spent)
+            raise
+        if preview:
+            return Outcome(result="dry run", digest=digest, plan=plan)
+        octopus_calls = after_poll(
+            octopus_calls, now, polled.requests, polled.dispatches, polled.events, smart_control=polled.smart_control
+        )
+        state["octopus_calls"] = dump(octopus_calls)
+        built = (digest, tariff)
+    else:
+        log.debug("Octopus not polled: %s", octopus_plan.reason)
+    tesla_plan = plan_tesla(tesla_calls, built, now, config.tesla.verify_hours, force=opts.force)
+    tesla_calls = with_pending(tesla_calls, built)
+    try:
+        tesla_calls = _apply(config, tesla_plan, tesla_calls, state, now, redactor)
+    except CredentialsRejected:
+        raise
+    except ServiceError as err:
+        if err.service == "Tesla":  # no Tesla request until the back-off ends; Octopus is still polled
+            retry_after = err.retry_after if isinstance(err, RateLimited) else None
+            limited = isinstance(err, RateLimited)
+            tesla_calls = after_tesla_failure(tesla_calls, now, retry_after, rate_limited=limited)
+        raise
+    finally:
+        state["tesla"] = dump(tesla_calls)
+    digest = built[0] if built else tesla_calls.posted_hash
+    if tesla_plan.action == "post":
+        where = describe(plan, config, reasons) if plan is not None and built and digest == tesla_plan.digest else ""
+        log.info("Posted tariff %s (%s)%s", tesla_plan.digest[:12], tesla_plan.reason, f": {where}" if where else "")
+        answered = frozenset({"Tesla", *(["Octopus"] if built else [])})
+        return Outcome(result="posted", posted=True, digest=tesla_plan.digest, plan=plan, answered=answered)
+    result: Result = {
+        "verify": "verified",
+        "wait": "waiting",
+        "nothing": "unchanged" if built else "between polls",
+    }[tesla_plan.action]
+    if octopus_plan.action == "wait" and tesla_plan.action == "nothing":
+        result = "backing off"
+    log.debug("Tariff %s: %s (%s)", digest[:12], result, tesla_plan.reason)
+    answered = frozenset([*(["Octopus"] if built else []), *(["Tesla"] if tesla_plan.action == "verify" else [])])
+    return Outcome(result=result, digest=digest, plan=plan, answered=answered)
 
+
+@dataclass
+class Polled:
+    """What a poll cost and learnt, for the Octopus schedule (filled in as the poll goes)."""
+
+    requests: int = 0
+    dispatches: list[tuple[float, float]] = field(default_factory=list)
+    events: list[tuple[float, float]] = field(default_factory=list)
+    smart_control: bool = False
+
+
+def _poll(
+    config: Config,
+    opts: Options,
+    now: datetime,
+    state: dict[str, Any],
+    polled: Polled,
+    redactor: RedactSecrets | None,
+) -> tuple[WeekPlan, dict[str, Any], str, Mapping[tuple[date, int], Reason]]:
+    """Ask Octopus and build the tariff (printed for --show and --dry-run)."""
     import requests
 
     from octopus import Kraken
-    from tesla import connect
-
-    _redact_tokens(state, redactor)
 
     with requests.Session() as session:
         kraken = Kraken(session, config.octopus, state, timeout=config.debug.timeout_seconds, clock=now.timestamp)
-        facts = gather(config, kraken, state, now)
-        if redactor is not None and kraken.state.get("token"):
-            redactor.add(str(kraken.state["token"]))
-        gathered, to_join = assemble(config, facts, now)
-        remember_starts(state, gathered.started)
-        if not (opts.dry_run or opts.show):
-            _join(kraken, to_join)
-        plan, tariff, digest = decide(config, gathered, now)
-        if opts.show:
-            print(render_schedule(plan, now, config.tariff.time_zone, gathered.rates, reasons=gathered.reasons))
-            print(describe_rules(gathered.rules))
-        if opts.dry_run:
-            print(json.dumps(tou_settings_body(tariff), indent=2))
-        if opts.dry_run or opts.show:
-            return Outcome(result="dry run", digest=digest, plan=plan)
+        try:
+            facts = gather(config, kraken, state, now)
+            gathered, to_join = assemble(config, facts, now)
+            if not (opts.dry_run or opts.show):
+                _join(kraken, to_join)
+        finally:
+            polled.requests = kraken.requests_made
+            if redactor is not None and kraken.state.get("token"):
+                redactor.add(str(kraken.state["token"]))
+    remember_starts(state, gathered.started)
+    plan, tariff, digest = decide(config, gathered, now)
+    if opts.show:
+        print(render_schedule(plan, now, config.tariff.time_zone, gathered.rates, reasons=gathered.reasons))
+        print(describe_rules(gathered.rules))
+    if opts.dry_run:
+        print(json.dumps(tou_settings_body(tariff), indent=2))
+    polled.dispatches = [(d.slot.start.timestamp(), d.slot.end.timestamp()) for d in facts.dispatches.planned]
+    polled.events = [(s.start.timestamp(), s.end.timestamp()) for s in gathered.free_slots]
+    polled.events += [(s.slot.start.timestamp(), s.slot.end.timestamp()) for s in gathered.saving_sessions]
+    polled.smart_control = SMART_CONTROL in facts.dispatches.device_states.values()
+    log.debug("Octopus requests this run: %d", kraken.requests_made)
+    return plan, tariff, digest, gathered.reasons
+
+
+def _octopus_limit(err: ServiceError) -> bool:
+    return isinstance(err, RateLimited) and err.service == "Octopus"
+
+
+def _apply(
+    config: Config,
+    plan: TeslaPlan,
+    calls: TeslaCalls,
+    state: dict[str, Any],
+    now: datetime,
+    redactor: RedactSecrets | None,
+) -> TeslaCalls:
+    """Carry out the Tesla plan; only a post Tesla accepted is recorded as posted."""
+    if plan.action not in ("post", "verify"):
+        return calls
+    import requests
+
+    from tesla import connect
+
+    site = config.tesla.site_id
+    with requests.Session() as session:
         tesla = connect(
             session,
             config.tesla,
@@ -591,15 +689,24 @@ def _run(
             clock=now.timestamp,
             timeout=config.debug.timeout_seconds,
         )
-        result, posted = apply(
-            config, tesla, tariff, digest, state, now, lambda: _save_now(config, state, redactor), force=opts.force
+        if plan.action == "post" and plan.tariff is not None:
+            keep_original(state, site, tesla, now, lambda: _save_now(config, state, redactor))
+            tesla.post_tariff(site, plan.tariff)
+            return after_post(calls, now, plan.digest, plan.tariff)
+        ours = calls.posted_tariff or {}
+        live = tesla.site_info(site)
+    matches = tariffs_match(live, ours)
+    if not matches:
+        content = live.get("tariff_content_v2")
+        live_grid = price_grid(content) if isinstance(content, dict) else None
+        difference = first_difference(price_grid(ours) or [], live_grid)
+        step = calls.mismatch_step + 1
+        log.warning(
+            "The live tariff differs from the one we posted (%s); posting ours again in %d minutes",
+            difference,
+            MISMATCH_DELAYS[min(step, len(MISMATCH_DELAYS) - 1)] // 60,
         )
-    if posted:
-        log.info("Posted tariff %s: %s", digest[:12], describe(plan, config, gathered.reasons))
-    else:
-        log.debug("Tariff %s %s", digest[:12], result)
-    log.debug("Requests this run: Octopus %d, Tesla %d", kraken.requests_made, tesla.requests_made)
-    return Outcome(result=result, posted=posted, digest=digest, plan=plan)
+    return after_verify(calls, now, matches=matches)
 
 
 # ---- sample data (no credentials needed) --------------------------------------------------

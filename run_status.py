@@ -38,7 +38,7 @@ def last_run_of(lock_path: Path) -> float | None:
 
 def status_report(config_path: Path, state: dict[str, Any], last_run: float | None, now: datetime) -> tuple[str, int]:
     """The text of --status and its exit code: 1 while the scheduler is failing, else 0."""
-    tesla, failing, paused, backoff = (_section(state, key) for key in ("tesla", "failing", "paused", "backoff"))
+    tesla, failing, paused, octopus = (_section(state, key) for key in ("tesla", "failing", "paused", "octopus_calls"))
     posted = str(tesla.get("posted_hash") or "")[:12]
     lines = [
         f"Config:       {config_path}",
@@ -54,8 +54,10 @@ def status_report(config_path: Path, state: dict[str, Any], last_run: float | No
     else:
         lines.append(f"Last success: {_when(last_run, now)}")
         lines.append("Failing:      no")
-    if isinstance(backoff.get("until"), int | float) and backoff["until"] > now.timestamp():
-        lines.append(f"Backing off:  Octopus asked us to slow down; next request after {_when(backoff['until'], now)}")
+    for service, section in (("Octopus", octopus), ("Tesla", tesla)):
+        until = section.get("backoff_until")
+        if isinstance(until, int | float) and until > now.timestamp():
+            lines.append(f"Backing off:  {service} until {_when(until, now)}")
     if paused:
         lines.append(
             f"Paused:       since {_when(paused.get('since'), now)} ({paused.get('why', '--restore')}); "

@@ -184,8 +184,8 @@ def test_a_second_ev_added_later_is_followed_from_the_next_run(
     assert cli(config, "--at", AT).code == 0
     add_van(kraken)
     kraken.data.planned_by_device = {VAN_ID: [dispatch("24T15:00", "24T15:30")]}
-    assert cli(config, "--at", "2026-11-24T12:01:00+00:00").code == 0  # learns of the van
-    assert cli(config, "--at", "2026-11-24T12:02:00+00:00").code == 0  # asks for its dispatches
+    assert cli(config, "--at", "2026-11-24T12:03:00+00:00").code == 0  # learns of the van
+    assert cli(config, "--at", "2026-11-24T12:06:00+00:00").code == 0  # asks for its dispatches
     assert labels(tessie.posted[-1], 1, "15:00") == ["OFF_PEAK"]
     assert [r["operations"] for r in kraken.requests].count(["devices"]) == 1  # no extra device query
 
@@ -203,7 +203,7 @@ def test_power_up_field_error_keeps_the_last_good_list_and_still_posts_dispatch_
     assert cli(config, "--at", AT).code == 0
     kraken.inject("customerFlexibilityCampaignEvents", "field:KT-CT-4340", times=100)
     kraken.data.planned = [dispatch("24T19:30", "24T20:00")]
-    result = cli(config, "--at", "2026-11-24T12:01:00+00:00")
+    result = cli(config, "--at", "2026-11-24T12:04:00+00:00")
     assert result.code == 0, result.log
     assert len(tessie.posted) == 2
     assert labels(tessie.posted[-1], 1, "19:30") == ["OFF_PEAK"]  # the dispatch change went out
@@ -223,7 +223,7 @@ def test_dispatch_field_error_keeps_the_live_tariff(
     assert cli(config, "--at", AT).code == 0
     kraken.inject("flexPlannedDispatches", "field:KT-CT-4340")
     kraken.data.planned = [dispatch("24T19:30", "24T20:00")]
-    result = cli(config, "--at", "2026-11-24T12:01:00+00:00")
+    result = cli(config, "--at", "2026-11-24T12:03:00+00:00")
     assert result.code == 1
     assert "KT-CT-4340" in result.log and len(tessie.posted) == 1
 

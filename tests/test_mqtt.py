@@ -375,8 +375,8 @@ def test_two_configs_on_one_broker_are_two_devices(
     assert status_a["hash"] == read_state(house)["tesla"]["posted_hash"] != status_b["hash"]
     # Switching one off leaves the other running.
     broker.publish_retained(a.enable_topic, "off")
-    assert cli(house, "--at", "2026-11-24T12:01:00+00:00").code == 0
-    assert cli(annex, "--at", "2026-11-24T12:01:00+00:00").code == 0
+    assert cli(house, "--at", "2026-11-24T12:03:00+00:00").code == 0
+    assert cli(annex, "--at", "2026-11-24T12:03:00+00:00").code == 0
     got = broker.retained("io_powerwall_scheduler/#")
     assert json.loads(got[a.state_topic])["result"] == "disabled"
     assert json.loads(got[b.state_topic])["result"] == "unchanged"
@@ -427,13 +427,13 @@ def test_a_failed_run_keeps_the_last_posted_values_and_a_long_error_fits(
     assert cli(config, "--at", AT).code == 0
     posted_hash = read_state(config)["tesla"]["posted_hash"]
     kraken.inject("flexPlannedDispatches", "KT-CT-9999", message="Something went wrong. " * 40)
-    assert cli(config, "--at", "2026-11-24T12:01:00+00:00").code == 1
+    assert cli(config, "--at", "2026-11-24T12:03:00+00:00").code == 1
     status = json.loads(broker.retained(STATE)[STATE])
     assert status["result"].startswith("error: Octopus: GraphQL error KT-CT-9999") and len(status["result"]) <= 255
     assert status["detail"].endswith("Something went wrong.") and len(status["detail"]) > 800
     assert status["hash"] == posted_hash  # the Powerwall still holds this tariff
     assert status["next_off_peak"] == "2026-11-24T14:00:00+00:00"
-    assert status["failing_since"] == "2026-11-24T12:01:00+00:00" and status["posted"] is False
+    assert status["failing_since"] == "2026-11-24T12:03:00+00:00" and status["posted"] is False
 
 
 def test_removing_discovery_clears_the_entities(
@@ -481,5 +481,5 @@ def test_switching_off_restores_the_users_tariff_once_when_asked(
     assert len(tessie.posted) == 2  # restored once, not every minute
     assert json.loads(broker.retained(STATE)[STATE])["result"] == "disabled"
     broker.publish_retained(ENABLE, "on")
-    assert cli(config, "--at", "2026-11-24T12:03:00+00:00").code == 0
+    assert cli(config, "--at", "2026-11-24T12:04:00+00:00").code == 0
     assert len(tessie.posted) == 3 and price_grid(tessie.live_tariff) != price_grid(own)  # ours again

@@ -89,11 +89,11 @@ def test_status_tells_a_cron_user_what_is_failing(
     assert "Last post:    2026-11-24 12:00 UTC (1 minute ago), tariff " in fine.stdout
     assert "Failing:      no" in fine.stdout
     kraken.inject("flexPlannedDispatches", "http", status=500, times=10)
-    assert cli(config, "--at", at(2)).code == 1
     assert cli(config, "--at", at(3)).code == 1
-    failing = cli(config, "--status", "--at", at(4))
+    assert cli(config, "--at", at(6)).code == 1
+    failing = cli(config, "--status", "--at", at(7))
     assert failing.code == 1
-    assert "Failing:      since 2026-11-24 12:02 UTC (2 minutes ago), 2 run(s): Octopus: HTTP 500" in failing.stdout
+    assert "Failing:      since 2026-11-24 12:03 UTC (4 minutes ago), 2 run(s): Octopus: HTTP 500" in failing.stdout
     assert "Last success: 2026-11-24 12:00 UTC" in failing.stdout
 
 

@@ -56,7 +56,7 @@ def test_daytime_slot_lands_on_its_own_weekday_only(
     assert "Posted tariff" in result.log and "Tue 24 Nov 14:00-15:00 OFF_PEAK" in result.log
 
 
-def test_steady_state_run_makes_one_octopus_request_and_no_tesla_request(
+def test_quiet_minutes_poll_octopus_every_third_minute_and_leave_tesla_alone(
     kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
 ) -> None:
     kraken.data.planned = [dispatch("2026-11-24T14:00:00+00:00", "2026-11-24T15:00:00+00:00")]
@@ -66,7 +66,11 @@ def test_steady_state_run_makes_one_octopus_request_and_no_tesla_request(
     assert ["obtainKrakenToken"] in first_run_ops
     kraken.clear_log()
     tessie.clear_log()
-    result = cli(config, "--at", "2026-11-24T12:01:00+00:00")
+    between = cli(config, "--at", "2026-11-24T12:01:00+00:00", "--debug")
+    assert between.code == 0, between.stderr
+    assert kraken.requests == [] and tessie.requests == []  # between polls: no network at all
+    assert "Octopus not polled: polled recently" in between.log
+    result = cli(config, "--at", "2026-11-24T12:03:00+00:00")
     assert result.code == 0, result.stderr
     assert kraken.operations() == [
         ["devices", "flexPlannedDispatches", "completedDispatches", "customerFlexibilityCampaignEvents"]
@@ -76,7 +80,7 @@ def test_steady_state_run_makes_one_octopus_request_and_no_tesla_request(
     assert result.log.count("Posted tariff") == 1  # quiet minutes are not logged
     state_path = Path(str(config) + ".state.json")
     written = state_path.stat().st_mtime_ns
-    assert cli(config, "--at", "2026-11-24T12:02:00+00:00").code == 0
+    assert cli(config, "--at", "2026-11-24T12:04:00+00:00").code == 0
     assert state_path.stat().st_mtime_ns == written  # nothing changed, nothing written
 
 
@@ -86,7 +90,7 @@ def test_changed_slots_post_again_and_vanished_slots_too(
     config = make_config()
     assert cli(config, "--at", AT).code == 0
     kraken.data.planned = [dispatch("2026-11-24T19:30:00+00:00", "2026-11-24T20:15:00+00:00")]
-    assert cli(config, "--at", "2026-11-24T12:01:00+00:00").code == 0
+    assert cli(config, "--at", "2026-11-24T12:04:00+00:00").code == 0  # the next poll; posts 4 minutes apart
     assert len(tessie.posted) == 2
     tariff = posted_tariff(tessie)
     assert [label_at(tariff, 1, t) for t in ("19:00", "19:30", "20:00", "20:30")] == [
@@ -96,7 +100,7 @@ def test_changed_slots_post_again_and_vanished_slots_too(
         "ON_PEAK",
     ]
     kraken.data.planned = []  # withdrawn at the last minute
-    assert cli(config, "--at", "2026-11-24T12:02:00+00:00").code == 0
+    assert cli(config, "--at", "2026-11-24T12:08:00+00:00").code == 0
     assert len(tessie.posted) == 3
     assert label_at(posted_tariff(tessie), 1, "19:30") == "ON_PEAK"
 
@@ -200,7 +204,7 @@ def test_cached_token_is_reused_and_an_expired_one_replaced_once(
     assert cli(config, "--at", AT).code == 0
     kraken.expire_tokens()
     kraken.clear_log()
-    result = cli(config, "--at", "2026-11-24T12:01:00+00:00")
+    result = cli(config, "--at", "2026-11-24T12:03:00+00:00")
     assert result.code == 0, result.log
     ops = kraken.operations()
     assert ops.count(["obtainKrakenToken"]) == 1
