@@ -144,9 +144,12 @@ def plan_octopus(calls: OctopusCalls, now: datetime, poll_minutes: float, *, for
     for start, end in (*calls.dispatches, *calls.events):
         if t <= start < soon or t <= end < soon:
             return OctopusPlan("poll", "a dispatch or event starts or ends soon")
-    if t - calls.polled_at < poll_minutes * 60 - 30:  # 30 s of slack: cron starts a little late or early
+    since = t - calls.polled_at
+    if since < poll_minutes * 60 - 30:  # 30 s of slack: cron starts a little late or early
         return OctopusPlan("idle", "polled recently")
-    if len(recent(calls.requests, t)) >= OCTOPUS_BUDGET:
+    # Token refreshes and saving-session reads share the budget; when they fill it, polls stretch
+    # by at most a minute, so that a new slot still reaches Tesla within poll_minutes + 4 minutes.
+    if len(recent(calls.requests, t)) >= OCTOPUS_BUDGET and since < (poll_minutes + 1) * 60 - 30:
         return OctopusPlan("idle", f"{OCTOPUS_BUDGET} requests in the last hour")
     return OctopusPlan("poll", "due")
 

@@ -12,7 +12,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,6 +66,17 @@ class Fault:
     status: int = 500
     operation: str = "*"
     message: str | None = None  # a Kraken error's message, instead of the usual one
+    retry_after: int = 30  # with a 429
+
+
+@dataclass(frozen=True)
+class Outage:
+    """Every request between start and end (the fake's clock) gets this HTTP status."""
+
+    start: float
+    end: float
+    status: int
+    retry_after: int = 30
 
 
 def _jwt(exp: float) -> str:
@@ -89,6 +100,9 @@ class FakeService:
         self.requests: list[dict[str, Any]] = []
         self.faults: dict[str, list[Fault]] = {}
         self.hang_seconds = 3.0
+        # The clock the fake lives by: real time, or a simulated one shared with the runs' --at.
+        self.clock: Callable[[], float] = time.time
+        self.outages: list[Outage] = []
         handler = self._handler_class()
         self.server = _Server(("127.0.0.1", 0), handler)
         self.port = self.server.server_address[1]
@@ -112,7 +126,14 @@ class FakeService:
         with self.lock:
             self.faults.setdefault(operation, []).append(Fault(kind, times, status, operation, message))
 
+    def outage_now(self) -> Outage | None:
+        now = self.clock()
+        return next((o for o in self.outages if o.start <= now < o.end), None)
+
     def take_fault(self, operations: list[str]) -> Fault | None:
+        outage = self.outage_now()
+        if outage is not None:
+            return Fault("http", status=outage.status, retry_after=outage.retry_after)
         with self.lock:
             for op in [*operations, "*"]:
                 queue = self.faults.get(op) or []
@@ -179,7 +200,7 @@ class FakeService:
                 request,
                 fault.status,
                 {"error": f"fake {fault.status}"},
-                headers={"Retry-After": "30"} if fault.status == 429 else None,
+                headers={"Retry-After": str(fault.retry_after)} if fault.status == 429 else None,
             )
         elif fault.kind == "html403":
             self.send(request, 403, CLOUDFRONT_403, content_type="text/html")
@@ -380,7 +401,7 @@ class FakeKraken(FakeService):
         auth = request.headers.get("Authorization") or ""
         if method == "GET":
             with self.lock:
-                self.requests.append({"path": parsed.path, "operations": ["rest"], "auth": auth})
+                self.requests.append({"path": parsed.path, "operations": ["rest"], "auth": auth, "at": self.clock()})
             fault = self.take_fault(["rest"])
             if fault and self.apply_fault(request, fault):
                 return
@@ -399,7 +420,14 @@ class FakeKraken(FakeService):
         ops = list(dict.fromkeys(name for name, _ in fields))
         with self.lock:
             self.requests.append(
-                {"path": parsed.path, "operations": ops, "auth": auth, "variables": variables, "query": query}
+                {
+                    "path": parsed.path,
+                    "operations": ops,
+                    "auth": auth,
+                    "variables": variables,
+                    "query": query,
+                    "at": self.clock(),
+                }
             )
         fault = self.take_fault(ops) if not self._field_faults_only(ops) else None
         if fault and self.apply_fault(request, fault):
@@ -425,7 +453,7 @@ class FakeKraken(FakeService):
             if token not in self.tokens:
                 self.send(request, 200, self._error("KT-CT-1143", first, fields))
                 return
-            if self.tokens[token] < time.time():
+            if self.tokens[token] < self.clock():
                 self.send(request, 200, self._error("KT-CT-1124", first, fields))
                 return
         result = execute_sync(schema, document, root_value=self._root(), variable_values=variables)
@@ -571,7 +599,7 @@ class FakeKraken(FakeService):
         if auth_input.get("APIKey") == API_KEY or auth_input.get("refreshToken") in self.refresh_tokens:
             with self.lock:
                 self.counter += 1
-                exp = time.time() + 3600
+                exp = self.clock() + 3600
                 token = _jwt(exp) + str(self.counter)
                 refresh = f"refresh-{self.counter}"
                 self.tokens[token] = exp
@@ -649,6 +677,9 @@ class FakeTessie(FakeService):
     def __init__(self) -> None:
         self.live_tariff: dict[str, Any] | None = None
         self.sites = {SITE_ID}  # energy sites this account may post to
+        self.readback_lag = 0.0  # seconds before a posted tariff shows in site_info
+        self.visible_from = 0.0
+        self.shown_tariff: dict[str, Any] | None = None  # what site_info shows until the lag is over
         self.mode = "autonomous"  # default_real_mode: autonomous is Time-Based Control
         self.grid_charging = True
         # Tesla Fleet OAuth: refresh tokens are single-use and rotate; access tokens expire.
@@ -656,6 +687,7 @@ class FakeTessie(FakeService):
         self.refresh_log: list[str] = []  # the refresh tokens presented, in order
         self.access_tokens: dict[str, float] = {}  # token -> expiry (time.time())
         self.posted: list[dict[str, Any]] = []
+        self.post_times: list[float] = []  # the fake's clock at each accepted post
         self.capitalised_success = False
         self.products: list[dict[str, Any]] = [
             {"id": 1234, "user_id": 1234, "vehicle_id": 1234, "vin": "LRW3F7EK4NC700000", "display_name": "Car"},
@@ -680,7 +712,9 @@ class FakeTessie(FakeService):
     def _oauth(self, request: BaseHTTPRequestHandler, raw: bytes | None) -> None:
         form = {k: v[0] for k, v in parse_qs((raw or b"").decode()).items()}
         with self.lock:
-            self.requests.append({"path": "/oauth2/v3/token", "method": "POST", "operations": ["oauth"], "auth": ""})
+            self.requests.append(
+                {"path": "/oauth2/v3/token", "method": "POST", "operations": ["oauth"], "auth": "", "at": self.clock()}
+            )
             presented = form.get("refresh_token", "")
             self.refresh_log.append(presented)
             if form.get("grant_type") != "refresh_token" or form.get("client_id") != FLEET_CLIENT_ID:
@@ -693,7 +727,7 @@ class FakeTessie(FakeService):
             n = len(self.refresh_log)
             fresh_refresh, access = f"NA_fleet-refresh-{n:04d}", f"fleet-access-{n:04d}-{presented[-4:]}"
             self.refresh_tokens.add(fresh_refresh)
-            self.access_tokens[access] = time.time() + 28800
+            self.access_tokens[access] = self.clock() + 28800
         body = {
             "access_token": access,
             "refresh_token": fresh_refresh,
@@ -713,7 +747,9 @@ class FakeTessie(FakeService):
         if parsed.path == "/api/1/products":
             op = "products"
         with self.lock:
-            self.requests.append({"path": parsed.path, "method": method, "operations": [op], "auth": auth})
+            self.requests.append(
+                {"path": parsed.path, "method": method, "operations": [op], "auth": auth, "at": self.clock()}
+            )
         token = (
             auth.removeprefix("Bearer ")
             if auth.startswith("Bearer ")
@@ -722,7 +758,7 @@ class FakeTessie(FakeService):
         if not token:
             self.send(request, 401, {"error": "Access token is required"})
             return
-        if token != TESSIE_TOKEN and self.access_tokens.get(token, 0) < time.time():
+        if token != TESSIE_TOKEN and self.access_tokens.get(token, 0) < self.clock():
             self.send(request, 401, {"error": "Invalid access token"})
             return
         fault = self.take_fault([op])
@@ -759,8 +795,9 @@ class FakeTessie(FakeService):
                     "customer_preferred_export_rule": "battery_ok",
                 },
             }
-            if self.live_tariff is not None:
-                info["tariff_content_v2"] = readback_form(self.live_tariff)
+            shown = self.live_tariff if self.clock() >= self.visible_from else self.shown_tariff
+            if shown is not None:
+                info["tariff_content_v2"] = readback_form(shown)
             self.send(request, 200, {"response": info})
             return
         if m.group(2) == "time_of_use_settings" and method == "POST":
@@ -774,7 +811,9 @@ class FakeTessie(FakeService):
                 return
             with self.lock:
                 self.posted.append(body)
+                self.post_times.append(self.clock())
                 if not (fault and fault.kind == "swallow"):  # "swallow": says OK but keeps the old tariff
+                    self.shown_tariff, self.visible_from = self.live_tariff, self.clock() + self.readback_lag
                     self.live_tariff = tariff
             if self.capitalised_success:
                 self.send(request, 200, {"Message": "Updated", "Code": 201})
