@@ -39,12 +39,11 @@ from call_policy import (
     with_pending,
 )
 from config import EXAMPLE_PATH, Config, load_config, write_template
+from decision import Facts, Gathered, assemble, decide, tariffs_match
 from dispatch_rules import (
     SMART_CONTROL,
     BillingRules,
-    DispatchData,
     Reason,
-    decide_dispatches,
     resolve_rules,
 )
 from errors import (
@@ -59,24 +58,13 @@ from errors import (
     ServiceError,
     cli_failure,
 )
-from free_electricity import parse_power_ups
 from logs import RedactSecrets, setup_logging
 from run_status import last_run_of, status_report
-from savings_sessions import parse_session_events, plan_sessions
-from schedule_view import reason_for, render_schedule
+from schedule_view import describe, describe_rules, render_schedule
 from state import load_state, run_lock, save_state
 from tariff import (
-    Rates,
-    SavingSession,
-    Slot,
-    TariffInputs,
     WeekPlan,
-    build_tariff,
-    default_day,
-    label_runs,
     price_grid,
-    tariff_digest,
-    validate_tariff,
 )
 from tariff_restore import keep_original, pause, resume
 from tesla import tou_settings_body
@@ -100,31 +88,6 @@ class Options:
     force: bool = False
     debug: bool = False
     at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What a run learnt from Octopus and the state, before any rule is applied."""
-
-    dispatches: DispatchData
-    power_up_data: dict[str, Any] | None
-    session_data: dict[str, Any] | None
-    rates: Rates
-    rules: BillingRules
-    remembered: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Gathered:
-    """The events that count this run, per the config's features and Octopus's billing rules."""
-
-    dispatches: list[Slot]  # half-hours billed off-peak outside the core window
-    free_slots: list[Slot]
-    saving_sessions: list[SavingSession]
-    rates: Rates
-    rules: BillingRules
-    reasons: Mapping[tuple[date, int], Reason] = field(default_factory=dict)
-    started: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
 
 
 Result = Literal[
@@ -241,45 +204,6 @@ def remember_starts(state: dict[str, Any], started: Mapping[str, Sequence[dateti
         state.pop("dispatch", None)
 
 
-def assemble(config: Config, facts: Facts, now: datetime) -> tuple[Gathered, list[str]]:
-    """Which events count, per the config's features and the billing rules; also the sessions worth
-    joining. Pure."""
-    features = config.features
-    decision = decide_dispatches(
-        facts.dispatches,
-        facts.rules,
-        facts.remembered,
-        now,
-        config.tariff.time_zone,
-        (config.tariff.off_peak_start, config.tariff.off_peak_end),
-    )
-    free = parse_power_ups(facts.power_up_data, now) if features.free_electricity else []
-    saving: list[SavingSession] = []
-    to_join: list[str] = []
-    if facts.session_data is not None:
-        auto_join = features.saving_sessions and features.auto_join_saving_sessions
-        sessions = plan_sessions(
-            parse_session_events(facts.session_data, now),
-            export_rate=facts.rates.export_peak,
-            min_offset=features.min_saving_offset,
-            auto_join_min_reward=features.auto_join_min_reward if auto_join else None,
-        )
-        to_join = sessions.to_join
-        saving = sessions.saving_sessions if features.saving_sessions else []
-        if features.free_electricity:
-            free = [*free, *sessions.free_slots]
-    gathered = Gathered(
-        dispatches=list(decision.cheap),
-        free_slots=sorted(set(free), key=lambda s: s.start),
-        saving_sessions=saving,
-        rates=facts.rates,
-        rules=facts.rules,
-        reasons=decision.reasons,
-        started=decision.started,
-    )
-    return gathered, to_join
-
-
 def _join(kraken: Kraken, codes: Sequence[str]) -> None:
     for code in codes:
         if code in kraken.join_saving_session(code):
@@ -289,69 +213,6 @@ def _join(kraken: Kraken, codes: Sequence[str]) -> None:
     if codes:
         # What the account has joined changed: read the sessions again next run.
         kraken.state.pop("saving_sessions", None)
-
-
-# ---- decide (pure) -----------------------------------------------------------------------
-
-
-def decide(config: Config, gathered: Gathered, now: datetime) -> tuple[WeekPlan, dict[str, Any], str]:
-    plan, tariff = build_tariff(
-        TariffInputs(
-            now=now,
-            time_zone=config.tariff.time_zone,
-            off_peak_start=config.tariff.off_peak_start,
-            off_peak_end=config.tariff.off_peak_end,
-            rates=gathered.rates,
-            dispatches=gathered.dispatches,
-            free_slots=gathered.free_slots,
-            saving_sessions=gathered.saving_sessions,
-            name=config.tariff.name,
-            utility=config.tariff.utility,
-        )
-    )
-    problems = validate_tariff(tariff)
-    if problems:
-        raise InvalidTariff("; ".join(problems[:5]))
-    return plan, tariff, tariff_digest(tariff)
-
-
-def describe(plan: WeekPlan, config: Config, reasons: Mapping[tuple[date, int], Reason]) -> str:
-    """Short text of what differs from the plain IOG pattern, and why, for the log."""
-    default = default_day(config.tariff.off_peak_start, config.tariff.off_peak_end)
-    parts = []
-    for weekday, labels in enumerate(plan.grid):
-        day = plan.dates[weekday]
-        marks = [
-            (label, reason_for(label, reasons.get((day, h)))) if label != usual or (day, h) in reasons else None
-            for h, (label, usual) in enumerate(zip(labels, default, strict=True))
-        ]
-        for h, end, mark in label_runs(marks):
-            if mark is not None:
-                label, why = mark
-                span = f"{h // 2:02d}:{h % 2 * 30:02d}-{end // 2 % 24:02d}:{end % 2 * 30:02d}"
-                parts.append(f"{day:%a %d %b} {span} {label}" + (f" ({why})" if why else ""))
-    return ", ".join(parts) or "no extra slots"
-
-
-def describe_rules(rules: BillingRules) -> str:
-    code = f"tariff {rules.tariff_code}" if rules.tariff_code else "no tariff code known"
-    allowance = f"{rules.allowance} half-hours a day" if rules.allowance is not None else "no limit"
-    return f"Smart slots: dispatch_trust = {rules.trust}, car allowance {allowance} ({code})"
-
-
-# ---- apply -------------------------------------------------------------------------------
-
-
-def tariffs_match(live_info: dict[str, Any], ours: dict[str, Any]) -> bool:
-    live = live_info.get("tariff_content_v2")
-    if not isinstance(live, dict):
-        return False
-    want, have = price_grid(ours), price_grid(live)
-    if want is None or have is None:
-        return False
-    return all(
-        a[0] == b[0] and abs(a[1] - b[1]) < 1e-4 and abs(a[2] - b[2]) < 1e-4 for a, b in zip(want, have, strict=True)
-    )
 
 
 # ---- the run -----------------------------------------------------------------------------
@@ -595,7 +456,11 @@ def _run(
         state["tesla"] = dump(tesla_calls)
     digest = built[0] if built else tesla_calls.posted_hash
     if tesla_plan.action == "post":
-        where = describe(plan, config, reasons) if plan is not None and built and digest == tesla_plan.digest else ""
+        where = (
+            describe(plan, (config.tariff.off_peak_start, config.tariff.off_peak_end), reasons)
+            if plan is not None and built and digest == tesla_plan.digest
+            else ""
+        )
         log.info("Posted tariff %s (%s)%s", tesla_plan.digest[:12], tesla_plan.reason, f": {where}" if where else "")
         answered = frozenset({"Tesla", *(["Octopus"] if built else [])})
         return Outcome(result="posted", posted=True, digest=tesla_plan.digest, plan=plan, answered=answered)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from dispatch_rules import REASON_TEXT, Reason
-from tariff import OFF_PEAK, ON_PEAK, PARTIAL_PEAK, SUPER_OFF_PEAK, Rates, WeekPlan, label_runs
+from dispatch_rules import REASON_TEXT, BillingRules, Reason
+from tariff import OFF_PEAK, ON_PEAK, PARTIAL_PEAK, SUPER_OFF_PEAK, Rates, WeekPlan, default_day, label_runs
 
 T = TypeVar("T")
 _HALF_HOUR = timedelta(minutes=30)
@@ -100,3 +100,27 @@ def explain(slots: Sequence[tuple[datetime, str]], reasons: Mapping[tuple[date, 
         if why is not None:
             lines.append(f"  {first:%a %H:%M} - {last:%H:%M}  {SYMBOL[label]} {NAME[label]:<28} {REASON_TEXT[why]}")
     return lines
+
+
+def describe(plan: WeekPlan, off_peak: tuple[time, time], reasons: Mapping[tuple[date, int], Reason]) -> str:
+    """Short text of what differs from the plain IOG pattern, and why, for the log."""
+    default = default_day(*off_peak)
+    parts = []
+    for weekday, labels in enumerate(plan.grid):
+        day = plan.dates[weekday]
+        marks = [
+            (label, reason_for(label, reasons.get((day, h)))) if label != usual or (day, h) in reasons else None
+            for h, (label, usual) in enumerate(zip(labels, default, strict=True))
+        ]
+        for h, end, mark in label_runs(marks):
+            if mark is not None:
+                label, why = mark
+                span = f"{h // 2:02d}:{h % 2 * 30:02d}-{end // 2 % 24:02d}:{end % 2 * 30:02d}"
+                parts.append(f"{day:%a %d %b} {span} {label}" + (f" ({why})" if why else ""))
+    return ", ".join(parts) or "no extra slots"
+
+
+def describe_rules(rules: BillingRules) -> str:
+    code = f"tariff {rules.tariff_code}" if rules.tariff_code else "no tariff code known"
+    allowance = f"{rules.allowance} half-hours a day" if rules.allowance is not None else "no limit"
+    return f"Smart slots: dispatch_trust = {rules.trust}, car allowance {allowance} ({code})"

@@ -13,6 +13,7 @@ import pytest
 from conftest import AT, Result, read_state
 from fakes import SITE_ID, TESSIE_TOKEN, FakeKraken, FakeTessie
 
+import decision
 import io_powerwall_scheduler as scheduler
 from config import load_config
 from errors import BadResponse
@@ -246,14 +247,14 @@ def test_invalid_tariff_is_logged_and_never_posted(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    real_build = scheduler.build_tariff  # type: ignore[attr-defined]
+    real_build = decision.build_tariff  # type: ignore[attr-defined]  # the name decide() looks up
 
     def broken(inputs: Any) -> Any:
         plan, tariff = real_build(inputs)
         tariff["seasons"]["Summer"]["tou_periods"]["ON_PEAK"]["periods"].pop()
         return plan, tariff
 
-    monkeypatch.setattr(scheduler, "build_tariff", broken)
+    monkeypatch.setattr(decision, "build_tariff", broken)
     config = load_config(make_config())
     code = scheduler.run(config, scheduler.Options(), START)
     assert code == 1
