@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import configparser
-import hashlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -155,6 +154,8 @@ def default_node_id(site_id: str, path: Path) -> str:
 
     Hashed, so the topics show nothing about the site; stable, so Home Assistant keeps its entities.
     """
+    import hashlib  # only here: a plain run does not need it
+
     source = f"site:{site_id}" if site_id.isdigit() else f"path:{path.resolve()}"
     return "iops_" + hashlib.sha256(source.encode()).hexdigest()[:8]
 
@@ -281,7 +282,9 @@ def load_config(
     state_dir = path.parent
     log_default = str(state_dir / (path.name + ".log"))
     site = r.raw("tesla", "site_id")
-    node = r.raw("mqtt", "node_id") or default_node_id(site, path)
+    # Derived (a hash) only when MQTT is on: a plain run skips the work.
+    wants_mqtt = r.raw("mqtt", "enabled").lower() in ("1", "true", "yes", "on")
+    node = r.raw("mqtt", "node_id") or (default_node_id(site, path) if wants_mqtt else "io_powerwall_scheduler")
     if not NODE_ID_PATTERN.fullmatch(node):
         r.problem("mqtt", "node_id", "use only letters, digits, _ and - (at most 64)")
     device_name = "IO Powerwall Scheduler " + (f"(site …{site[-4:]})" if site.isdigit() else f"({node})")

@@ -39,13 +39,6 @@ from call_policy import (
     with_pending,
 )
 from config import EXAMPLE_PATH, Config, load_config, write_template
-from decision import Facts, Gathered, assemble, decide, tariffs_match
-from dispatch_rules import (
-    SMART_CONTROL,
-    BillingRules,
-    Reason,
-    resolve_rules,
-)
 from errors import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -60,18 +53,16 @@ from errors import (
 )
 from logs import RedactSecrets, setup_logging
 from run_status import last_run_of, status_report
-from schedule_view import describe, describe_rules, render_schedule
-from state import load_state, run_lock, save_state
-from tariff import (
-    WeekPlan,
-    price_grid,
-)
-from tariff_restore import keep_original, pause, resume
-from tesla import tou_settings_body
+from state import load_state, run_lock, save_state, tokens_in
 
 if TYPE_CHECKING:
+    # The decision, the view and the clients load only when a run polls or posts: a minute between
+    # polls imports none of them, nor requests (see bench/benchmark.py).
+    from decision import Facts, Gathered
+    from dispatch_rules import BillingRules, Reason
     from mqtt_switch import FlagReading
     from octopus import Kraken, PowerUpAnswer
+    from tariff import WeekPlan
 
 log = logging.getLogger("io_powerwall_scheduler")
 HERE = Path(__file__).resolve().parent
@@ -121,6 +112,7 @@ class Outcome:
 def gather(config: Config, kraken: Kraken, state: dict[str, Any], now: datetime) -> Facts:
     """Everything the decision needs from Octopus and the state; raises rather than return partial data
     (except for Power Ups, which fall back on the last good list)."""
+    from decision import Facts
     from rates import cached_auto_rates, resolve_rates
 
     features = config.features
@@ -138,6 +130,8 @@ def gather(config: Config, kraken: Kraken, state: dict[str, Any], now: datetime)
 
 def _billing_rules(config: Config, kraken: Kraken, state: dict[str, Any], now: datetime) -> BillingRules:
     """The dispatch trust and car allowance in force; automatic ones follow the import tariff code."""
+    from dispatch_rules import resolve_rules
+
     tariff = config.tariff
     code = None
     if tariff.dispatch_trust == "auto" or tariff.car_allowance_half_hours is None:
@@ -401,8 +395,6 @@ def _save_now(config: Config, state: dict[str, Any], redactor: RedactSecrets | N
 
 
 def _redact_tokens(state: dict[str, Any], redactor: RedactSecrets | None) -> None:
-    from tesla import tokens_in
-
     for token in tokens_in(state):
         if redactor is not None:
             redactor.add(token)
@@ -456,6 +448,8 @@ def _run(
         state["tesla"] = dump(tesla_calls)
     digest = built[0] if built else tesla_calls.posted_hash
     if tesla_plan.action == "post":
+        from schedule_view import describe
+
         where = (
             describe(plan, (config.tariff.off_peak_start, config.tariff.off_peak_end), reasons)
             if plan is not None and built and digest == tesla_plan.digest
@@ -497,7 +491,11 @@ def _poll(
     """Ask Octopus and build the tariff (printed for --show and --dry-run)."""
     import requests
 
+    from decision import assemble, decide
+    from dispatch_rules import SMART_CONTROL
     from octopus import Kraken
+    from schedule_view import describe_rules, render_schedule
+    from tesla import tou_settings_body
 
     with requests.Session() as session:
         kraken = Kraken(session, config.octopus, state, timeout=config.debug.timeout_seconds, clock=now.timestamp)
@@ -542,6 +540,9 @@ def _apply(
         return calls
     import requests
 
+    from decision import tariffs_match
+    from tariff import price_grid
+    from tariff_restore import keep_original
     from tesla import connect
 
     site = config.tesla.site_id
@@ -579,6 +580,9 @@ def _apply(
 
 def load_sample(now: datetime | None) -> tuple[Config, Gathered, datetime]:
     """The bundled recorded Octopus answers, run through the same parsers and rules as live data."""
+    from decision import Facts, assemble
+    from dispatch_rules import resolve_rules
+
     meta = json.loads((SAMPLE_DIR / "sample.json").read_text(encoding="utf-8"))
     config = load_config(EXAMPLE_PATH, env={}, need_octopus=False, need_tesla=False)
     when = now or datetime.fromisoformat(meta["recorded_at"])
@@ -600,6 +604,10 @@ def load_sample(now: datetime | None) -> tuple[Config, Gathered, datetime]:
 
 
 def run_sample(opts: Options) -> int:
+    from decision import decide
+    from schedule_view import describe_rules, render_schedule
+    from tesla import tou_settings_body
+
     config, gathered, when = load_sample(opts.at)
     plan, tariff, _ = decide(config, gathered, when)
     view = render_schedule(
@@ -702,6 +710,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _user_command(path: Path, args: argparse.Namespace, now: datetime) -> int:
     """--status, --restore and --resume: one short job each, printed for a person."""
+    from tariff_restore import pause, resume
+
     try:
         config = load_config(path, need_octopus=False, need_tesla=bool(args.restore))
     except ConfigError as err:

@@ -6,8 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ def load_state(path: Path) -> dict[str, Any]:
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """Replace the state file atomically: a crash leaves the old file or the new one, never half."""
+    import tempfile  # only when something changed: a quiet minute does not load it
+
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -36,6 +37,17 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             Path(tmp).unlink()
         raise
+
+
+TESLA_AUTH = "tesla_auth"  # the section holding Fleet API tokens
+
+
+def tokens_in(state: Mapping[str, Any]) -> list[str]:
+    """Tokens kept in the state, so that the log can redact them too."""
+    memory = state.get(TESLA_AUTH)
+    if not isinstance(memory, dict):
+        return []
+    return [str(memory[k]) for k in ("access_token", "refresh_token") if isinstance(memory.get(k), str)]
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import http_retry
 from errors import BadResponse, CredentialsRejected
+from state import TESLA_AUTH
 
 if TYPE_CHECKING:
     import requests
@@ -259,16 +260,8 @@ def connect(
     """
     if not config.refresh_token:
         return TeslaSite(session, config.api_base_url, config.api_key, timeout=timeout)
-    memory = state.get("tesla_auth")
+    memory = state.get(TESLA_AUTH)
     if not isinstance(memory, dict):
-        memory = state["tesla_auth"] = {}
+        memory = state[TESLA_AUTH] = {}
     tokens = FleetTokens(session, config, memory, save, clock=clock, timeout=timeout)
     return TeslaSite(session, config.api_base_url, tokens, timeout=timeout)
-
-
-def tokens_in(state: Mapping[str, Any]) -> list[str]:
-    """Tokens kept in the state, so that the log can redact them too."""
-    memory = state.get("tesla_auth")
-    if not isinstance(memory, dict):
-        return []
-    return [str(memory[k]) for k in ("access_token", "refresh_token") if isinstance(memory.get(k), str)]

@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
-"""Measure what a cron run costs: requests per run and wall time, against the fake servers.
+"""What one cron run costs: requests, and wall time against Python's own start-up, side by side.
 
-Usage: python3 bench/benchmark.py [--runs N]
-Runs the scheduler as cron does (a fresh process each minute of simulated time) and prints
-requests per run (Octopus, Tesla) and wall-time percentiles. Not a test: numbers are reported.
+Usage: python3 bench/benchmark.py [--rounds N] [--python PATH]
+
+Runs the scheduler as cron does (a fresh process) against the fake servers and times, interleaved
+so that machine load falls on all alike:
+  - bare start-up:   python -c pass
+  - an idle minute:  a run between Octopus polls (no network, no requests import)
+  - requests:        python -c "import requests"
+  - a polling minute: a run that asks Octopus (one request) and has nothing to post
+Use the README's .venv interpreter (--python .venv/bin/python) to measure what users run.
+Not a test: the numbers are reported, not asserted. bench/simulate_day.py covers a whole day.
 """
 
 from __future__ import annotations
@@ -26,90 +33,75 @@ from fakes import FakeKraken, FakeTessie  # noqa: E402
 START = datetime.fromisoformat("2026-11-24T12:00:00+00:00")
 
 
-def run_once(config: Path, at: datetime, *extra: str) -> float:
+def timed(command: list[str]) -> float:
     started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "io_powerwall_scheduler.py"), str(config), "--at", at.isoformat(), *extra],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
-        raise SystemExit(f"run failed ({proc.returncode}): {proc.stderr}")
+        raise SystemExit(f"{command} failed ({proc.returncode}): {proc.stderr}")
     return elapsed
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=60, help="simulated minutes of steady state (default 60)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=30, help="timings of each kind (default 30)")
+    parser.add_argument("--python", default=sys.executable, help="the interpreter to measure (default this one)")
     args = parser.parse_args()
+    python = args.python
     kraken, tessie = FakeKraken().start(), FakeTessie().start()
     assert isinstance(kraken, FakeKraken) and isinstance(tessie, FakeTessie)
-    kraken.data.planned = [{"start": "2026-11-24T14:00:00+00:00", "end": "2026-11-24T15:00:00+00:00", "type": "SMART"}]
+    kraken.clock = tessie.clock = lambda: now[0].timestamp()  # noqa: PLW0108  # reads now[0] at each call
+    now = [START]
+    times: dict[str, list[float]] = {"bare": [], "idle": [], "requests": [], "poll": []}
+    requests_made: dict[str, list[int]] = {"idle": [], "poll": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "config.txt"
             config.write_text(config_text(kraken, tessie), encoding="utf-8")
-            first = run_once(config, START)
-            first_octopus, first_tesla = len(kraken.requests), len(tessie.requests)
-            times, octopus, tesla = [], [], []
-            for minute in range(1, args.runs + 1):
+            config.chmod(0o600)
+            script = str(ROOT / "io_powerwall_scheduler.py")
+
+            def run(at: datetime) -> float:
+                now[0] = at
+                return timed([python, script, str(config), "--at", at.isoformat()])
+
+            first = run(START)
+            first_counts = (len(kraken.requests), len(tessie.requests))
+            minute = 5  # after the read-back of the first post, so that Tesla is quiet
+            run(START + timedelta(minutes=minute))
+            while min(len(times["idle"]), len(times["poll"])) < args.rounds:
+                times["bare"].append(timed([python, "-c", "pass"]))
+                times["requests"].append(timed([python, "-c", "import requests"]))
+                minute += 1
                 kraken.clear_log()
                 tessie.clear_log()
-                times.append(run_once(config, START + timedelta(minutes=minute)))
-                octopus.append(len(kraken.requests))
-                tesla.append(len(tessie.requests))
-            kraken.data.planned.append(
-                {"start": "2026-11-24T19:30:00+00:00", "end": "2026-11-24T20:00:00+00:00", "type": "SMART"}
-            )
-            kraken.clear_log()
-            tessie.clear_log()
-            change = run_once(config, START + timedelta(minutes=args.runs + 1))
-            change_octopus, change_tesla = len(kraken.requests), len(tessie.requests)
-            import_times = []
-            for _ in range(10):
-                started = time.perf_counter()
-                subprocess.run([sys.executable, "-c", "import io_powerwall_scheduler"], cwd=ROOT, check=True)
-                import_times.append(time.perf_counter() - started)
-            baseline = []
-            for _ in range(10):
-                started = time.perf_counter()
-                subprocess.run([sys.executable, "-c", "pass"], check=True)
-                baseline.append(time.perf_counter() - started)
+                elapsed = run(START + timedelta(minutes=minute))
+                made = len(kraken.requests) + len(tessie.requests)
+                kind = "poll" if made else "idle"  # as the call policy decided this minute
+                times[kind].append(elapsed)
+                requests_made[kind].append(made)
     finally:
         kraken.stop()
         tessie.stop()
 
+    def ms(kind: str) -> float:
+        return statistics.median(times[kind]) * 1000
+
+    print(f"interpreter: {python}")
     print(
-        f"first run (token, device, account, sessions, post, read-back): {first:.3f} s, "
-        f"Octopus {first_octopus} requests, Tesla {first_tesla} requests"
+        f"first run (token, devices, agreements, sessions, keep the site's tariff, post): {first * 1000:.0f} ms, "
+        f"Octopus {first_counts[0]} requests, Tesla {first_counts[1]}"
     )
-    print(f"steady state over {args.runs} simulated minutes (nothing changed):")
+    print(f"median of {args.rounds} interleaved rounds:")
+    print(f"  python -c pass:           {ms('bare'):6.0f} ms")
     print(
-        f"  Octopus requests per run: mean {statistics.mean(octopus):.3f}, min {min(octopus)}, max {max(octopus)}"
-        f"  (distribution {dict(sorted({n: octopus.count(n) for n in set(octopus)}.items()))})"
+        f"  idle minute (no poll):    {ms('idle'):6.0f} ms  = {ms('idle') / ms('bare'):.2f} x bare start-up, "
+        f"requests made: {sorted(set(requests_made['idle']))}"
     )
+    print(f"  python -c import requests:{ms('requests'):6.0f} ms")
     print(
-        f"  Tesla requests per run:   mean {statistics.mean(tesla):.3f}, max {max(tesla)}"
-        f"  (distribution {dict(sorted({n: tesla.count(n) for n in set(tesla)}.items()))})"
-    )
-    print(
-        f"  wall time per run: median {statistics.median(times) * 1000:.0f} ms, "
-        f"p95 {percentile(times, 0.95) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms"
-    )
-    print(
-        f"run after a slot changed: {change * 1000:.0f} ms, "
-        f"Octopus {change_octopus}, Tesla {change_tesla} (post + read-back)"
-    )
-    print(
-        f"python start-up alone: median {statistics.median(baseline) * 1000:.0f} ms; "
-        f"'import io_powerwall_scheduler': median {statistics.median(import_times) * 1000:.0f} ms"
+        f"  polling minute:           {ms('poll'):6.0f} ms  = {ms('poll') / ms('requests'):.2f} x importing requests, "
+        f"requests made: {sorted(set(requests_made['poll']))}"
     )
     return 0
 
