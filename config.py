@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
+from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from errors import ConfigError
@@ -40,6 +42,8 @@ ENV_SECRETS = {
     ("mqtt", "password"): "MQTT_PASSWORD",
 }
 TRUST_SETTINGS = ("auto", "planned", "started")
+MAX_PRICE = 10.0  # GBP/kWh: anything above is a typo (pence instead of pounds, say)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 NODE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 REQUIRED_FOR_RUN = [("octopus", "api_key"), ("octopus", "account_number")]
 REQUIRED_FOR_POST = [("tesla", "api_key"), ("tesla", "site_id")]
@@ -188,19 +192,50 @@ class _Reader:
         try:
             return parse(value)
         except ValueError:
-            self.problem(section, key, f"{value!r} is not {hint}")
+            self.problem(section, key, f"{self.quote(value)} is not {hint}")
             return fallback
 
-    def number(self, section: str, key: str, default: str, *, minimum: float = 0.0) -> float:
+    def quote(self, value: str) -> str:
+        """A bad value, quoted only when short and not one of the secrets (a key pasted in the wrong place)."""
+        secrets = [self.raw(s, k) for s, k in ENV_SECRETS]
+        if len(value) <= 16 and not any(value and value in secret for secret in secrets if secret):
+            return repr(value)
+        return "the value given"
+
+    def number(
+        self, section: str, key: str, default: str, *, minimum: float = 0.0, maximum: float | None = None
+    ) -> float:
         value = self.convert(section, key, default, float, "a number (e.g. 0.30)", minimum)
+        if not math.isfinite(value):
+            self.problem(section, key, "must be a finite number")
+            return minimum
         if value < minimum:
-            self.problem(section, key, f"{value} must be at least {minimum}")
+            self.problem(section, key, f"{value:g} must be at least {minimum:g}")
+        if maximum is not None and value > maximum:
+            self.problem(section, key, f"{value:g} is above {maximum:g}; a typo? (prices are in GBP per kWh)")
         return value
 
-    def optional_number(self, section: str, key: str) -> float | None:
+    def positive(self, section: str, key: str, default: str) -> float:
+        value = self.number(section, key, default)
+        if value == 0:
+            self.problem(section, key, "must be above 0")
+        return value
+
+    def price(self, section: str, key: str) -> float | None:
         if not self.raw(section, key):
             return None
-        return self.number(section, key, "")
+        return self.number(section, key, "", maximum=MAX_PRICE)
+
+    def url(self, section: str, key: str, default: str) -> str:
+        """Secrets travel to these addresses: https only, except to this machine (the test fakes)."""
+        value = self.raw(section, key, default)
+        parsed = urlparse(value)
+        if parsed.scheme == "https" and parsed.hostname:
+            return value
+        if parsed.scheme == "http" and parsed.hostname in LOOPBACK:
+            return value
+        self.problem(section, key, f"{self.quote(value)} must be an https:// address (http:// only to this machine)")
+        return default
 
     def boolean(self, section: str, key: str, default: str) -> bool:
         return self.convert(section, key, default, _parse_bool, "true or false", False)
@@ -232,10 +267,19 @@ def load_config(
     env = os.environ if env is None else env
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        with path.open(encoding="utf-8") as handle:
+        # utf-8-sig: a byte-order mark (Windows Notepad) is accepted and dropped.
+        with path.open(encoding="utf-8-sig") as handle:
             parser.read_file(handle)
     except configparser.Error as err:
         raise ConfigError([f"{path}: not a valid INI file: {err}"]) from err
+    except UnicodeDecodeError as err:
+        raise ConfigError([f"{path}: not UTF-8 text (saved as Latin-1 or UTF-16?): save it as UTF-8"]) from err
+    except IsADirectoryError as err:
+        raise ConfigError([f"{path}: is a folder, not a config file: give the path of config.txt"]) from err
+    except OSError as err:
+        raise ConfigError(
+            [f"{path}: cannot be read ({err.strerror or err}): check the path and that this user may read it"]
+        ) from err
     r = _Reader(parser, path, env)
     refresh_token = r.raw("tesla", "refresh_token")
     required = (REQUIRED_FOR_RUN if need_octopus else []) + (REQUIRED_FOR_POST if need_tesla else [])
@@ -270,10 +314,17 @@ def load_config(
             r.problem("tariff", "car_allowance_half_hours", "must be a whole number of half-hours from 0 to 48")
         else:
             allowance = int(count)
-    import_peak = r.optional_number("tariff", "import_peak")
-    import_off_peak = r.optional_number("tariff", "import_off_peak")
-    export_peak = r.optional_number("tariff", "export")
-    export_off_peak = r.optional_number("tariff", "export_off_peak")
+    import_peak = r.price("tariff", "import_peak")
+    import_off_peak = r.price("tariff", "import_off_peak")
+    export_peak = r.price("tariff", "export")
+    export_off_peak = r.price("tariff", "export_off_peak")
+    off_peak_start = r.clock("tariff", "off_peak_start", "23:30")
+    off_peak_end = r.clock("tariff", "off_peak_end", "05:30")
+    if off_peak_start == off_peak_end:
+        r.problem("tariff", "off_peak_end", "equals off_peak_start; the IOG window is 23:30 to 05:30")
+    site_id = r.raw("tesla", "site_id")
+    if site_id and not is_placeholder(site_id) and not site_id.isdigit():
+        r.problem("tesla", "site_id", "must be digits only; python3 get_site_id.py config.txt --write finds it")
     if not rates_auto:
         for key, value in (("import_peak", import_peak), ("import_off_peak", import_off_peak), ("export", export_peak)):
             if value is None and r.raw("tariff", key) == "":
@@ -297,21 +348,21 @@ def load_config(
         octopus=OctopusConfig(
             api_key=r.raw("octopus", "api_key"),
             account_number=r.raw("octopus", "account_number"),
-            graphql_url=r.raw("octopus", "graphql_url", "https://api.octopus.energy/v1/graphql/"),
-            backend_graphql_url=r.raw(
+            graphql_url=r.url("octopus", "graphql_url", "https://api.octopus.energy/v1/graphql/"),
+            backend_graphql_url=r.url(
                 "octopus", "backend_graphql_url", "https://api.backend.octopus.energy/v1/graphql/"
             ),
-            rest_url=r.raw("octopus", "rest_url", "https://api.octopus.energy/v1/"),
+            rest_url=r.url("octopus", "rest_url", "https://api.octopus.energy/v1/"),
             poll_minutes=r.number("octopus", "poll_minutes", "3", minimum=1),
         ),
         tesla=TeslaConfig(
             api_key=r.raw("tesla", "api_key"),
-            site_id=r.raw("tesla", "site_id"),
-            api_base_url=r.raw("tesla", "api_base_url", "https://api.tessie.com").rstrip("/"),
+            site_id=site_id,
+            api_base_url=r.url("tesla", "api_base_url", "https://api.tessie.com").rstrip("/"),
             verify_hours=r.number("tesla", "verify_hours", "1"),
             refresh_token=refresh_token,
             client_id=r.raw("tesla", "client_id"),
-            token_url=r.raw("tesla", "token_url", "https://fleet-auth.prd.vn.cloud.tesla.com/oauth2/v3/token"),
+            token_url=r.url("tesla", "token_url", "https://fleet-auth.prd.vn.cloud.tesla.com/oauth2/v3/token"),
         ),
         tariff=TariffConfig(
             rates_auto=rates_auto,
@@ -319,8 +370,8 @@ def load_config(
             import_off_peak=import_off_peak,
             export_peak=export_peak,
             export_off_peak=export_off_peak,
-            off_peak_start=r.clock("tariff", "off_peak_start", "23:30"),
-            off_peak_end=r.clock("tariff", "off_peak_end", "05:30"),
+            off_peak_start=off_peak_start,
+            off_peak_end=off_peak_end,
             time_zone=zone,
             name=r.raw("tariff", "name", "Intelligent Octopus Go"),
             utility=r.raw("tariff", "utility", "Octopus Energy"),
@@ -346,7 +397,7 @@ def load_config(
             # Empty topics get a per-config default, so several configs can share one broker.
             enable_topic=r.raw("mqtt", "enable_topic") or f"io_powerwall_scheduler/{node}/enabled",
             state_topic=r.raw("mqtt", "state_topic") or f"io_powerwall_scheduler/{node}/state",
-            wait_seconds=r.number("mqtt", "wait_seconds", "3"),
+            wait_seconds=r.positive("mqtt", "wait_seconds", "3"),
             default_when_no_flag=r.boolean("mqtt", "run_when_no_flag", "true"),
             default_when_unreachable=r.boolean("mqtt", "run_when_unreachable", "true"),
             discovery=r.boolean("mqtt", "discovery", "false"),

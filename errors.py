@@ -57,6 +57,16 @@ class CredentialsRejected(ServiceError):
         super().__init__(service, reason, status=status)
 
 
+class StateUnwritable(SchedulerError):
+    """The state file cannot be written: nothing is posted, since the post could not be recorded."""
+
+    def __init__(self, path: object, err: OSError) -> None:
+        super().__init__(
+            f"Cannot write the state file {path} ({err.strerror or err}); nothing posted. "
+            "Check that its folder exists, is writable by this user and has free space"
+        )
+
+
 class InvalidTariff(SchedulerError):
     """We built a tariff that breaks Tesla's rules: a bug in this program, never posted."""
 

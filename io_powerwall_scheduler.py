@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -49,6 +50,8 @@ from errors import (
     RateLimited,
     SchedulerError,
     ServiceError,
+    ServiceUnavailable,
+    StateUnwritable,
     cli_failure,
 )
 from logs import RedactSecrets, setup_logging
@@ -251,6 +254,7 @@ def run(
     # Steady-state runs change nothing; skipping the write spares an SD card 1,440 writes a day.
     loaded = json.dumps(state, sort_keys=True)
     live = not (opts.dry_run or opts.show)
+    _warn_if_readable_by_others(config.path, state)
 
     def save_if_changed() -> None:
         if json.dumps(state, sort_keys=True) != loaded:
@@ -292,12 +296,24 @@ def run(
     except InvalidTariff as err:
         log.error("Built an invalid tariff (a bug, nothing posted): %s", err)
         outcome, code = Outcome(result="error", detail="invalid tariff (a bug; nothing posted)"), EXIT_SERVICE
+    except StateUnwritable as err:
+        log.error("%s", err)
+        outcome, code = Outcome(result="error", detail=str(err)), EXIT_SERVICE
+    except Exception as err:  # a bug: said in the log and the MQTT status, never silent
+        log.exception("Unexpected error (a bug; please report it); nothing more was posted this run")
+        detail = f"unexpected {type(err).__name__}: {err}"
+        _note_failure(state, ServiceUnavailable("Scheduler", detail), now, previous_run)
+        outcome, code = Outcome(result="error", detail=detail), EXIT_SERVICE
     else:
         code = EXIT_OK
         _note_success(state, outcome.answered)
     finally:
         if live and json.dumps(state, sort_keys=True) != loaded:
-            save_state(config.state_path, state)
+            try:
+                save_state(config.state_path, state)
+            except OSError as err:
+                log.error("%s", StateUnwritable(config.state_path, err))
+                code = EXIT_SERVICE
     if live and config.mqtt.enabled and (flag is None or flag.reachable):
         saved = json.dumps(state, sort_keys=True)
         _publish_mqtt(config, state, outcome, flag, now, redactor)
@@ -390,7 +406,10 @@ def _restore(config: Config, state: dict[str, Any], redactor: RedactSecrets | No
 
 def _save_now(config: Config, state: dict[str, Any], redactor: RedactSecrets | None) -> None:
     """Save at once (a rotated Tesla refresh token must not be lost), and redact the new tokens."""
-    save_state(config.state_path, state)
+    try:
+        save_state(config.state_path, state)
+    except OSError as err:
+        raise StateUnwritable(config.state_path, err) from err
     _redact_tokens(state, redactor)
 
 
@@ -557,6 +576,12 @@ def _apply(
         )
         if plan.action == "post" and plan.tariff is not None:
             keep_original(state, site, tesla, now, lambda: _save_now(config, state, redactor))
+            # A post whose record could not be kept would be repeated every minute: prove the state
+            # can be written before posting.
+            try:
+                save_state(config.state_path, state)
+            except OSError as err:
+                raise StateUnwritable(config.state_path, err) from err
             tesla.post_tariff(site, plan.tariff)
             return after_post(calls, now, plan.digest, plan.tariff)
         ours = calls.posted_tariff or {}
@@ -630,9 +655,14 @@ def run_sample(opts: Options) -> int:
 
 
 def _iso(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a time like 2026-11-25T14:00:00+00:00") from err
     if parsed.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{value!r} needs a UTC offset, e.g. 2026-11-25T14:00:00+00:00")
+    if not 2000 <= parsed.year <= 2100:
+        raise argparse.ArgumentTypeError(f"{value!r} is far from today; --at is for previews and replays")
     return parsed
 
 
@@ -659,6 +689,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every run ends with 0, 1 or 2 and a line in the log: an unexpected error is a bug, logged with
+    its traceback (in the log file, never on stdout), and exit 1."""
+    try:
+        return _main(argv)
+    except Exception:  # the last line of defence: cron must never lose a failure
+        if logging.getLogger().handlers:
+            log.exception("Unexpected error (a bug; please report it). Nothing more was posted this run")
+        else:
+            print("Unexpected error (a bug; please report it):", file=sys.stderr)
+            traceback.print_exc(limit=-3)
+        return EXIT_SERVICE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     opts = Options(dry_run=args.dry_run, show=args.show, force=args.force, debug=args.debug, at=args.at)
     if args.sample:
@@ -666,6 +710,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_sample(opts)
     path = Path(args.config).expanduser().resolve()
     if not path.exists():
+        if not path.parent.is_dir():
+            print(f"{path}: its folder {path.parent} does not exist: check the path", file=sys.stderr)
+            return EXIT_CONFIG
         write_template(path)
         print(
             f"No config at {path}; wrote a template there (readable only by you).\n"
@@ -698,14 +745,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     redactor = setup_logging(config.debug.log_file, config.secrets(), debug=opts.debug or config.debug.debug)
     now = opts.at or datetime.now(UTC)
-    with run_lock(config.lock_path) as acquired:
-        if not acquired:
-            log.debug("Another run for %s is still going; leaving it to finish", path)
-            return EXIT_OK
-        previous_run = last_run_of(config.lock_path)
-        if not (opts.dry_run or opts.show):
-            os.utime(config.lock_path, (now.timestamp(), now.timestamp()))  # the last run, for --status
-        return run(config, opts, now, redactor, previous_run)
+    try:
+        with run_lock(config.lock_path) as acquired:
+            if not acquired:
+                log.debug("Another run for %s is still going; leaving it to finish", path)
+                return EXIT_OK
+            previous_run = last_run_of(config.lock_path)
+            if not (opts.dry_run or opts.show):
+                os.utime(config.lock_path, (now.timestamp(), now.timestamp()))  # the last run, for --status
+            return run(config, opts, now, redactor, previous_run)
+    except OSError as err:
+        if err.filename != str(config.lock_path):
+            raise
+        log.error(
+            "Cannot open the lock file %s (%s). A run as another user (sudo?) may have left it: "
+            "remove it, or give it back with: sudo chown %s %s",
+            config.lock_path,
+            err.strerror,
+            os.environ.get("USER", "$USER"),
+            config.lock_path,
+        )
+        return EXIT_SERVICE
+
+
+def _warn_if_readable_by_others(path: Path, state: dict[str, Any]) -> None:
+    """The config holds keys: when others may read it, say so on stderr every run, and in the log once."""
+    mode = path.stat().st_mode & 0o777
+    notes = state.get("notes") if isinstance(state.get("notes"), dict) else None
+    if not mode & 0o077:
+        if notes is not None and notes.pop("config_mode", None) is not None and not notes:
+            state.pop("notes")
+        return
+    message = f"{path} can be read by other users (mode {mode:o}) and holds your keys: run  chmod 600 {path}"
+    if (notes or {}).get("config_mode") == mode:
+        print(f"WARNING {message}", file=sys.stderr)
+        return
+    log.warning("%s", message)
+    state.setdefault("notes", {})["config_mode"] = mode
 
 
 def _user_command(path: Path, args: argparse.Namespace, now: datetime) -> int:

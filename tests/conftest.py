@@ -88,6 +88,7 @@ def make_config(tmp_path: Path, kraken: FakeKraken, tessie: FakeTessie) -> Calla
     def make(name: str = "config.txt", **overrides: dict[str, str]) -> Path:
         path = tmp_path / name
         path.write_text(config_text(kraken, tessie, **overrides), encoding="utf-8")
+        path.chmod(0o600)  # as the template is written: it holds keys
         return path
 
     return make

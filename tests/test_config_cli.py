@@ -11,7 +11,7 @@ from conftest import ROOT, Result
 
 
 def test_missing_config_writes_private_template_and_exits_2(tmp_path: Path, cli: Callable[..., Result]) -> None:
-    path = tmp_path / "sub" / "config.txt"
+    path = tmp_path / "config.txt"
     result = cli(path, fresh=True)
     assert result.code == 2
     assert path.read_text() == (ROOT / "config.txt.example").read_text()

@@ -1,0 +1,182 @@
+"""Hostile inputs and broken surroundings: every run ends with 0, 1 or 2 and says why."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import AT, Result
+from fakes import API_KEY, FakeKraken, FakeTessie
+
+import decision
+import io_powerwall_scheduler as scheduler
+
+
+def test_a_missing_folder_is_named_and_nothing_is_created(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    path = tmp_path / "typo" / "config.txt"
+    result = cli(path)
+    assert result.code == 2 and f"its folder {path.parent} does not exist" in result.stderr
+    assert not path.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("[tariff]\nname = Café\n".encode("latin-1"), "not UTF-8 text (saved as Latin-1 or UTF-16?)"),
+        ("[tariff]\nname = x\n".encode("utf-16"), "not UTF-8 text"),
+        (None, "is a folder, not a config file"),
+    ],
+)
+def test_unreadable_configs_exit_2_naming_the_file(
+    tmp_path: Path, cli: Callable[..., Result], content: bytes | None, expected: str
+) -> None:
+    path = tmp_path / "config.txt"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    result = cli(path)
+    assert result.code == 2, result.stderr
+    assert str(path) in result.stderr and expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_byte_order_mark_is_accepted(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config()
+    config.write_bytes(b"\xef\xbb\xbf" + config.read_bytes())
+    assert cli(config, "--at", AT, "--dry-run").code == 0
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "expected"),
+    [
+        ("tariff", {"import_peak": "nan"}, "[tariff] import_peak: must be a finite number"),
+        ("debug", {"timeout_seconds": "inf"}, "[debug] timeout_seconds: must be a finite number"),
+        ("mqtt", {"wait_seconds": "0"}, "[mqtt] wait_seconds: must be above 0"),
+        ("tariff", {"import_peak": "30"}, "[tariff] import_peak: 30 is above 10; a typo?"),
+        ("tariff", {"off_peak_start": "05:30", "off_peak_end": "05:30"}, "[tariff] off_peak_end: equals"),
+        ("tesla", {"site_id": "STE123"}, "[tesla] site_id: must be digits only"),
+        ("octopus", {"graphql_url": "http://api.octopus.energy/v1/graphql/"}, "must be an https:// address"),
+        ("tesla", {"api_base_url": "http://tessie.example/"}, "must be an https:// address"),
+    ],
+)
+def test_bad_values_are_config_errors(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    section: str,
+    values: dict[str, str],
+    expected: str,
+) -> None:
+    result = cli(make_config(**{section: values}), "--at", AT)
+    assert result.code == 2 and expected in result.stderr, result.stderr
+    assert tessie.posted == []
+
+
+def test_a_key_pasted_into_a_price_is_not_printed(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    result = cli(make_config(tariff={"import_peak": API_KEY}), "--at", AT)
+    assert result.code == 2 and "[tariff] import_peak: the value given is not a number" in result.stderr
+    assert API_KEY not in result.stderr + result.stdout + result.log
+
+
+def test_a_config_others_can_read_is_warned_about(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config()
+    config.chmod(0o644)
+    first = cli(config, "--at", AT)
+    second = cli(config, "--at", "2026-11-24T12:01:00+00:00")
+    assert first.code == second.code == 0
+    for result in (first, second):
+        assert f"run  chmod 600 {config}" in result.stderr
+    assert second.log.count("chmod 600") == 1  # in the log once, not every minute
+
+
+def test_an_unusable_lock_file_is_a_clear_error(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config()
+    Path(str(config) + ".lock").mkdir()  # as root, permissions do not stop us; a folder does
+    result = cli(config, "--at", AT)
+    assert result.code == 1 and "Cannot open the lock file" in result.stderr
+    assert "Traceback" not in result.stderr and tessie.posted == []
+
+
+def test_an_unusable_log_file_falls_back_to_stderr_and_the_run_goes_on(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config()
+    Path(str(config) + ".log").mkdir()
+    result = cli(config, "--at", AT)
+    assert result.code == 0 and len(tessie.posted) == 1
+    assert "Cannot write the log file" in result.stderr and "Posted tariff" in result.stderr
+
+
+def test_an_unwritable_state_stops_the_run_before_it_posts(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config()
+    Path(str(config) + ".state.json").mkdir()
+    for minute in ("00", "05"):
+        result = cli(config, "--at", f"2026-11-24T12:{minute}:00+00:00")
+        assert result.code == 1 and "Cannot write the state file" in result.log
+    assert [r for r in tessie.requests if r["method"] == "POST"] == []  # never posted, so never reposted
+
+
+def test_a_state_that_becomes_unwritable_never_turns_into_a_post_every_minute(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = make_config()
+    assert cli(config, "--at", AT).code == 0 and len(tessie.posted) == 1
+
+    def disk_full(*_: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(scheduler, "save_state", disk_full)  # the state still reads; it cannot be written
+    kraken.data.planned = [{"start": "2026-11-24T19:30:00+00:00", "end": "2026-11-24T20:00:00+00:00", "type": "SMART"}]
+    for minute in range(4, 20):
+        assert cli(config, "--at", f"2026-11-24T12:{minute:02d}:00+00:00").code in (0, 1)
+    assert len(tessie.posted) == 1  # not posted, so not posted again and again
+    assert "Cannot write the state file" in Path(str(config) + ".log").read_text()
+
+
+@pytest.mark.parametrize("at", ["1999-12-31T23:00:00+00:00", "2101-01-01T00:00:00+00:00", "yesterday"])
+def test_at_far_from_today_is_refused(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result], at: str
+) -> None:
+    result = cli(make_config(), "--at", at)
+    assert result.code == 2 and "--at" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unexpected_error_is_logged_with_its_traceback_and_exits_1(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_: Any) -> Any:
+        raise RuntimeError(f"a bug near {API_KEY}")
+
+    monkeypatch.setattr(decision, "assemble", broken)
+    config = make_config()
+    result = cli(config, "--at", AT)
+    assert result.code == 1
+    assert "Unexpected error (a bug; please report it)" in result.log and "Traceback" in result.log
+    assert "RuntimeError: a bug near ***" in result.log  # the traceback is redacted too
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert API_KEY not in result.log + result.stderr
+    status = cli(config, "--status", "--at", AT)
+    assert status.code == 1 and "unexpected RuntimeError" in status.stdout
