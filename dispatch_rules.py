@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from tariff import Slot, half_hour_start, half_hour_starts, in_core_window, local_half_hour
+from tariff import Slot, clip, half_hour_start, half_hour_starts, in_core_window, local_half_hour
 
 Trust = Literal["planned", "started"]
 TrustSetting = Literal["auto", "planned", "started"]
@@ -118,6 +118,7 @@ def decide_dispatches(
     """
     tz = ZoneInfo(time_zone)
     current = half_hour_start(now, tz)
+    data = _clipped(data, now)
     started = _started(data, rules, remembered, now, current)
     kinds = _kinds(data, rules, started, current, tz)
     reasons: dict[datetime, Reason] = {}
@@ -137,6 +138,16 @@ def decide_dispatches(
         if _stronger(reason, by_local.get(key)):
             by_local[key] = reason
     return DispatchDecision(cheap=cheap, reasons=by_local, started=started)
+
+
+def _clipped(data: DispatchData, now: datetime) -> DispatchData:
+    planned = [(d.device, clip(d.slot, now)) for d in data.planned]
+    completed = [clip(s, now) for s in data.completed]
+    return DispatchData(
+        planned=tuple(PlannedDispatch(device, slot) for device, slot in planned if slot is not None),
+        completed=tuple(s for s in completed if s is not None),
+        device_states=data.device_states,
+    )
 
 
 def _started(

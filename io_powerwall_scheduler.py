@@ -14,9 +14,10 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,7 @@ from errors import (
     EXIT_CONFIG,
     EXIT_OK,
     EXIT_SERVICE,
+    BadResponse,
     ConfigError,
     CredentialsRejected,
     InvalidTariff,
@@ -71,6 +73,8 @@ log = logging.getLogger("io_powerwall_scheduler")
 HERE = Path(__file__).resolve().parent
 SAMPLE_DIR = HERE / "sample_data"
 STILL_FAILING_EVERY = timedelta(hours=1)
+RUN_DEADLINE_SECONDS = 50.0
+ODD_SHAPES = (AttributeError, TypeError, ValueError, KeyError, IndexError, OverflowError)
 POWER_UPS_KEEP = timedelta(hours=6)  # how old a Power Up list may be and still stand in for a failed answer
 POWER_UPS_REFRESH = timedelta(minutes=30)  # re-stamp an unchanged list this often (spares the SD card)
 
@@ -523,6 +527,10 @@ def _poll(
             gathered, to_join = assemble(config, facts, now)
             if not (opts.dry_run or opts.show):
                 _join(kraken, to_join)
+        except ODD_SHAPES as err:
+            # An answer of a shape the parsers did not foresee: their data, not our outage or bug.
+            log.debug("Unexpected answer from Octopus", exc_info=True)
+            raise BadResponse("Octopus", f"answer of an unexpected shape ({type(err).__name__}: {err})") from err
         finally:
             polled.requests = kraken.requests_made
             if redactor is not None and kraken.state.get("token"):
@@ -753,7 +761,8 @@ def _main(argv: Sequence[str] | None) -> int:
             previous_run = last_run_of(config.lock_path)
             if not (opts.dry_run or opts.show):
                 os.utime(config.lock_path, (now.timestamp(), now.timestamp()))  # the last run, for --status
-            return run(config, opts, now, redactor, previous_run)
+            with run_deadline(RUN_DEADLINE_SECONDS):
+                return run(config, opts, now, redactor, previous_run)
     except OSError as err:
         if err.filename != str(config.lock_path):
             raise
@@ -766,6 +775,27 @@ def _main(argv: Sequence[str] | None) -> int:
             config.lock_path,
         )
         return EXIT_SERVICE
+
+
+@contextlib.contextmanager
+def run_deadline(seconds: float) -> Iterator[None]:
+    """Whatever a server does, a run ends in time for the next minute's: past the deadline, the
+    request under way is abandoned as an outage. (Requests have their own, shorter deadlines.)"""
+
+    def expire(signum: int, frame: Any) -> None:
+        raise ServiceUnavailable("Scheduler", f"the run took over {seconds:g} s; abandoned the request under way")
+
+    try:
+        previous = signal.signal(signal.SIGALRM, expire)
+    except ValueError:  # not the main thread (an embedding program): no alarm
+        yield
+        return
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _warn_if_readable_by_others(path: Path, state: dict[str, Any]) -> None:

@@ -202,6 +202,10 @@ def parse_time(value: Any) -> datetime:
         raise BadResponse(SERVICE, f"unreadable time {value!r}") from err
     if parsed.tzinfo is None:
         raise BadResponse(SERVICE, f"time without offset {value!r}")
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError as err:
+        raise BadResponse(SERVICE, f"time out of range {value!r}") from err
     return parsed
 
 
@@ -329,6 +333,10 @@ class PowerUpAnswer:
     failed: bool = False  # Octopus answered the rest of the query but not this field
 
 
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
 def _jwt_expiry(token: str) -> float | None:
     try:
         payload = token.split(".")[1]
@@ -377,6 +385,7 @@ class Kraken:
             timeout=self.timeout,
             sleep=self.sleep,
             headers=headers,
+            allow_redirects=False,  # a token must never follow a redirect to another host
             **kwargs,
         )
         if response.status_code in (401, 403):
@@ -453,12 +462,13 @@ class Kraken:
             raise BadResponse(SERVICE, "obtainKrakenToken returned no token")
         raw_payload = result.get("payload")
         payload = raw_payload if isinstance(raw_payload, dict) else {}
-        expires = payload.get("exp") or _jwt_expiry(token) or self.clock() + 3600
+        claimed = payload.get("exp")
+        expires = claimed if isinstance(claimed, int | float) else _jwt_expiry(token) or self.clock() + 3600
         self.state.update(
             token=token,
             token_expires=float(expires),
             refresh_token=result.get("refreshToken") or self.state.get("refresh_token"),
-            refresh_expires=float(result.get("refreshExpiresIn") or self.state.get("refresh_expires") or 0),
+            refresh_expires=_number(result.get("refreshExpiresIn")) or _number(self.state.get("refresh_expires")),
         )
         return token
 

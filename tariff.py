@@ -125,6 +125,14 @@ def half_hour_starts(slot: Slot, tz: ZoneInfo) -> Iterable[datetime]:
         cursor += _HALF_HOUR
 
 
+def clip(slot: Slot, now: datetime) -> Slot | None:
+    """The part of a slot within two days before and nine days after now (None if nothing is left),
+    so that a hostile year-9999 end is never walked half-hour by half-hour."""
+    lo, hi = now - timedelta(days=2), now + timedelta(days=9)
+    start, end = max(slot.start, lo), min(slot.end, hi)
+    return Slot(start, end) if start < end else None
+
+
 def local_half_hour(moment: datetime, tz: ZoneInfo) -> tuple[date, int]:
     """(local date, half-hour index 0-47) of a moment."""
     wall = moment.astimezone(tz)
@@ -148,7 +156,10 @@ def plan_week(inputs: TariffInputs) -> WeekPlan:
     rank = {label: i for i, label in enumerate(PRECEDENCE)}
 
     def mark(slots: Iterable[Slot], label: str) -> None:
-        for slot in slots:
+        for whole in slots:
+            slot = clip(whole, inputs.now)
+            if slot is None:
+                continue
             for d, h in half_hours_touched(slot, tz):
                 i = by_date.get(d)
                 if i is not None and rank[label] > rank[days[i][h]]:
@@ -156,7 +167,7 @@ def plan_week(inputs: TariffInputs) -> WeekPlan:
 
     mark(inputs.dispatches, OFF_PEAK)
     mark(inputs.free_slots, SUPER_OFF_PEAK)
-    in_week = [s for s in inputs.saving_sessions if _touches_week(s.slot, tz, by_date)]
+    in_week = [s for s in inputs.saving_sessions if _touches_week(s.slot, inputs.now, tz, by_date)]
     mark((s.slot for s in in_week), PARTIAL_PEAK)
 
     grid: list[tuple[str, ...]] = [()] * DAYS
@@ -169,8 +180,9 @@ def plan_week(inputs: TariffInputs) -> WeekPlan:
     return WeekPlan(grid=tuple(grid), dates=tuple(weekday_dates), prices=prices)
 
 
-def _touches_week(slot: Slot, tz: ZoneInfo, by_date: Mapping[date, int]) -> bool:
-    return any(d in by_date for d, _ in half_hours_touched(slot, tz))
+def _touches_week(slot: Slot, now: datetime, tz: ZoneInfo, by_date: Mapping[date, int]) -> bool:
+    clipped = clip(slot, now)
+    return clipped is not None and any(d in by_date for d, _ in half_hours_touched(clipped, tz))
 
 
 def _prices(rates: Rates, sessions: Sequence[SavingSession]) -> dict[str, tuple[float, float]]:
@@ -374,9 +386,12 @@ def price_grid(tariff: Mapping[str, Any]) -> list[tuple[str, float, float]] | No
 
     Used to compare a live tariff with ours semantically; read-back formatting differs.
     """
-    sell_side = tariff.get("sell_tariff") or {}
-    buy_grid, sell_grid = expand_side(tariff), expand_side(sell_side)
-    buy_rates, sell_rates = _side_rates(tariff), _side_rates(sell_side)
+    try:
+        sell_side = tariff.get("sell_tariff") or {}
+        buy_grid, sell_grid = expand_side(tariff), expand_side(sell_side)
+        buy_rates, sell_rates = _side_rates(tariff), _side_rates(sell_side)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+        return None  # a read-back of an odd shape is simply not ours
     out: list[tuple[str, float, float]] = []
     for d in range(DAYS):
         for m in range(0, MINUTES_PER_DAY, 30):

@@ -11,6 +11,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +27,27 @@ from fakes import ACCOUNT, API_KEY, SITE_ID, TESSIE_TOKEN, FakeKraken, FakeTessi
 AT = "2026-11-24T12:00:00+00:00"
 
 
+def at_clock() -> float:
+    """The fakes live at the tests' --at time, not the machine's: token lifetimes then agree with the
+    runs' clock whatever day the suite runs on."""
+    return datetime.fromisoformat(AT).timestamp()
+
+
 @pytest.fixture
 def kraken() -> Iterator[FakeKraken]:
-    fake = FakeKraken().start()
-    yield fake  # type: ignore[misc]
+    fake = FakeKraken()
+    fake.clock = at_clock
+    fake.start()
+    yield fake
     fake.stop()
 
 
 @pytest.fixture
 def tessie() -> Iterator[FakeTessie]:
-    fake = FakeTessie().start()
-    yield fake  # type: ignore[misc]
+    fake = FakeTessie()
+    fake.clock = at_clock
+    fake.start()
+    yield fake
     fake.stop()
 
 

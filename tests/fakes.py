@@ -208,9 +208,27 @@ class FakeService:
             self.send(request, 502, "<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html")
         elif fault.kind == "malformed":
             self.send(request, 200, '{"data": {"flexPlannedDispatches": [', content_type="application/json")
+        elif fault.kind == "trickle":  # one byte at a time, for far longer than any timeout
+            self._trickle(request)
+        elif fault.kind == "echo":  # an error page that repeats the caller's credentials back
+            auth = request.headers.get("Authorization") or ""
+            self.send(request, 400, {"error": f"bad request; you sent Authorization: {auth}"})
         else:
             return False
         return True
+
+    def _trickle(self, request: BaseHTTPRequestHandler) -> None:
+        try:
+            request.send_response(200)
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", "100000")
+            request.end_headers()
+            for _ in range(60):
+                request.wfile.write(b" ")
+                request.wfile.flush()
+                time.sleep(0.25)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
 
 # ---- Kraken ------------------------------------------------------------------------------
@@ -369,6 +387,7 @@ class FakeKraken(FakeService):
 
     def __init__(self) -> None:
         self.data = KrakenData()
+        self.raw_answers: dict[str, Any] = {}  # operation -> the whole answer body, for fuzzing
         self.tokens: dict[str, float] = {}
         self.refresh_tokens: set[str] = set()
         self.counter = 0
@@ -432,10 +451,15 @@ class FakeKraken(FakeService):
         fault = self.take_fault(ops) if not self._field_faults_only(ops) else None
         if fault and self.apply_fault(request, fault):
             return
+        raw = next((self.raw_answers[op] for op in ops if op in self.raw_answers), None)
+        if raw is not None and "obtainKrakenToken" not in ops:  # whatever the test wants said, as it is
+            self.send(request, 200, raw)
+            return
         if fault and fault.kind.startswith("KT-CT-"):
             # The whole answer is an error, pointing at the faulted field (by its alias, as Kraken does).
             where = next((key for name, key in fields if name == fault.operation), fields[0][1] if fields else "query")
-            self.send(request, 200, self._error(fault.kind, where, fields, fault.message))
+            message = fault.message.replace("{auth}", auth) if fault.message else None  # an echoing server
+            self.send(request, 200, self._error(fault.kind, where, fields, message))
             return
         schema = self.SCHEMAS["backend" if backend else "main"]
         problems = validate(schema, document)
@@ -677,6 +701,7 @@ class FakeTessie(FakeService):
     def __init__(self) -> None:
         self.live_tariff: dict[str, Any] | None = None
         self.sites = {SITE_ID}  # energy sites this account may post to
+        self.raw_site_info: Any = None  # the whole site_info answer body, for fuzzing
         self.readback_lag = 0.0  # seconds before a posted tariff shows in site_info
         self.visible_from = 0.0
         self.shown_tariff: dict[str, Any] | None = None  # what site_info shows until the lag is over
@@ -781,6 +806,9 @@ class FakeTessie(FakeService):
         m = re.match(r"^/api/1/energy_sites/([^/]+)/(site_info|time_of_use_settings)$", parsed.path)
         if not m or m.group(1) not in self.sites:
             self.send(request, 404, {"response": None, "error": "not_found", "error_description": "Site not found"})
+            return
+        if m.group(2) == "site_info" and method == "GET" and self.raw_site_info is not None:
+            self.send(request, 200, self.raw_site_info)
             return
         if m.group(2) == "site_info" and method == "GET":
             info: dict[str, Any] = {

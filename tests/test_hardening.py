@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import errno
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import AT, Result
-from fakes import API_KEY, FakeKraken, FakeTessie
+from fakes import API_KEY, TESSIE_TOKEN, FakeKraken, FakeTessie
 
 import decision
 import io_powerwall_scheduler as scheduler
@@ -180,3 +181,40 @@ def test_an_unexpected_error_is_logged_with_its_traceback_and_exits_1(
     assert API_KEY not in result.log + result.stderr
     status = cli(config, "--status", "--at", AT)
     assert status.code == 1 and "unexpected RuntimeError" in status.stdout
+
+
+# ---- secrets in what servers say back ----------------------------------------------------------
+
+
+def test_a_tesla_error_that_echoes_the_token_is_redacted(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    tessie.inject("post", "echo")
+    result = cli(make_config(), "--at", AT, "--debug")
+    assert result.code == 1
+    assert "you sent Authorization: Bearer ***" in result.log  # the server really did say it back
+    assert TESSIE_TOKEN not in result.log + result.stderr + result.stdout
+
+
+def test_a_kraken_error_that_echoes_the_token_is_redacted(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config()
+    assert cli(config, "--at", AT).code == 0
+    kraken.inject("flexPlannedDispatches", "KT-CT-9999", message="Refused the token {auth} for this account")
+    result = cli(config, "--at", "2026-11-24T12:03:00+00:00", "--debug")
+    assert result.code == 1
+    assert "Refused the token *** for this account" in result.log
+    for token in kraken.tokens:
+        assert token not in result.log + result.stderr + result.stdout
+
+
+def test_a_server_trickling_one_byte_at_a_time_cannot_hold_a_run(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config()
+    kraken.inject("obtainKrakenToken", "trickle", times=2)
+    started = time.monotonic()
+    result = cli(config, "--at", AT)
+    assert result.code == 1 and "Octopus: no answer within 1 s" in result.log
+    assert time.monotonic() - started < 12  # two attempts of at most 3 timeouts each, not for ever

@@ -98,17 +98,18 @@ def test_set_ini_value_keeps_comments_and_other_keys() -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "inner"),
     [
-        {"response": {"code": 201, "message": "Updated"}},
-        {"Message": "Updated", "Code": 201},
-        {"response": {"Code": 201, "Message": "Updated"}},
-        {"response": {"reason": "", "result": True}},
-        {"response": {"code": 200, "message": "Updated"}},
+        ({"response": {"code": 201, "message": "Updated"}}, {"code": 201, "message": "Updated"}),
+        ({"Message": "Updated", "Code": 201}, {"Message": "Updated", "Code": 201}),  # Teslemetry's own case
+        ({"response": {"Code": 201, "Message": "Updated"}}, {"Code": 201, "Message": "Updated"}),
+        ({"response": {"reason": "", "result": True}}, {"reason": "", "result": True}),
+        ({"response": {"code": 200, "message": "Updated"}}, {"code": 200, "message": "Updated"}),
+        ({"response": [{"energy_site_id": 1}]}, [{"energy_site_id": 1}]),
     ],
 )
-def test_success_bodies(body: dict[str, Any]) -> None:
-    check_tesla_body(body)
+def test_success_bodies_give_their_response(body: dict[str, Any], inner: Any) -> None:
+    assert check_tesla_body(body) == inner
 
 
 @pytest.mark.parametrize(
