@@ -147,9 +147,9 @@ def plan_octopus(calls: OctopusCalls, now: datetime, poll_minutes: float, *, for
     since = t - calls.polled_at
     if since < poll_minutes * 60 - 30:  # 30 s of slack: cron starts a little late or early
         return OctopusPlan("idle", "polled recently")
-    # Token refreshes and saving-session reads share the budget; when they fill it, polls stretch
-    # by at most a minute, so that a new slot still reaches Tesla within poll_minutes + 4 minutes.
-    if len(recent(calls.requests, t)) >= OCTOPUS_BUDGET and since < (poll_minutes + 1) * 60 - 30:
+    # Token refreshes and saving-session reads share the budget; when they fill it, polls stretch by
+    # at most two minutes, so that a new slot still reaches Tesla within poll_minutes + 4 minutes.
+    if len(recent(calls.requests, t)) >= OCTOPUS_BUDGET and since < (poll_minutes + 2) * 60 - 30:
         return OctopusPlan("idle", f"{OCTOPUS_BUDGET} requests in the last hour")
     return OctopusPlan("poll", "due")
 
