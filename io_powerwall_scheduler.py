@@ -193,7 +193,9 @@ def remembered_starts(state: Mapping[str, Any]) -> dict[str, tuple[datetime, ...
     if isinstance(record, dict):
         for device, moments in record.items():
             with contextlib.suppress(TypeError, ValueError):
-                out[str(device)] = tuple(datetime.fromisoformat(m) for m in moments)
+                times = tuple(datetime.fromisoformat(m) for m in moments)
+                if all(t.tzinfo is not None for t in times):  # a naive time would not compare with now
+                    out[str(device)] = times
     return out
 
 
@@ -222,6 +224,8 @@ def _join(kraken: Kraken, codes: Sequence[str]) -> None:
 def _note_failure(state: dict[str, Any], err: ServiceError, now: datetime, previous_run: float | None) -> None:
     """Log a failure once, then hourly while it lasts (a cron job must not flood its log)."""
     failing = state.setdefault("failing", {})
+    if not isinstance(failing.get("runs", 0), int) or not isinstance(failing.get("logged", 0), int | float):
+        failing.clear()  # a record this version did not write: start it afresh
     reason = str(err)
     if failing.get("reason") != reason:
         log.error("%s; keeping the current tariff", reason)
@@ -340,6 +344,8 @@ def _publish_mqtt(
 
     kept = state.get("mqtt")
     memory: dict[str, Any] = kept if isinstance(kept, dict) else {}
+    if not isinstance(memory.get("discovery", {}), dict) or not isinstance(memory.get("blocks", []), list):
+        memory = {}  # not of this version's making: discovery is simply sent again
     if outcome.plan is not None:
         # Kept, so that a failed run still reports the off-peak blocks the Powerwall is working to.
         memory["blocks"] = [list(b) for b in cheap_blocks(outcome.plan, now, config.tariff.time_zone)]
@@ -353,7 +359,7 @@ def _publish_mqtt(
         last_hash=str(tesla.get("posted_hash") or ""),
         last_post=tesla.get("posted_at"),
         failing_since=failing.get("since"),
-        blocks=[(str(b[0]), str(b[1]), str(b[2])) for b in memory.get("blocks") or []],
+        blocks=[(str(b[0]), str(b[1]), str(b[2])) for b in memory.get("blocks") or [] if _is_block(b)],
     )
     discovery = plan_discovery(
         config.mqtt,
@@ -373,6 +379,15 @@ def _publish_mqtt(
         else:
             memory.pop("discovery", None)
     state["mqtt"] = memory
+
+
+def _is_block(value: Any) -> bool:
+    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
+        return False
+    try:
+        return datetime.fromisoformat(value[1]).tzinfo is not None
+    except ValueError:
+        return False
 
 
 def _restore_when_off(config: Config, state: dict[str, Any], redactor: RedactSecrets | None) -> None:

@@ -78,8 +78,9 @@ class StatusFacts:
     blocks: Sequence[Block] = ()
 
 
-def _iso(timestamp: float | None) -> str | None:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp else None
+def _iso(timestamp: Any) -> str | None:
+    valid = isinstance(timestamp, int | float) and not isinstance(timestamp, bool) and 0 < timestamp < 4e9
+    return datetime.fromtimestamp(timestamp, UTC).isoformat() if valid else None
 
 
 def status_payload(facts: StatusFacts) -> dict[str, Any]:

@@ -333,6 +333,41 @@ class PowerUpAnswer:
     failed: bool = False  # Octopus answered the rest of the query but not this field
 
 
+# The token cache's fields and their types; a field of another type is forgotten (and fetched anew).
+_CACHE_FIELDS: Mapping[str, type | tuple[type, ...]] = {
+    "identity": str,
+    "token": str,
+    "token_expires": (int, float),
+    "refresh_token": str,
+    "refresh_expires": (int, float),
+    "power_ups_failing": bool,
+}
+
+
+# Cached answers ({"at": time, "value": ...}) and the type of their value.
+_CACHED_VALUES: Mapping[str, type | tuple[type, ...]] = {
+    "devices": list,
+    "electricity_agreements": list,
+    "saving_sessions": dict,
+    "auto_rates": dict,
+    "power_ups": (dict, type(None)),
+}
+
+
+def _drop_odd_cache_fields(cache: dict[str, Any]) -> None:
+    for key in list(cache):
+        wanted = _CACHE_FIELDS.get(key, dict)  # every other entry is a cached {"at": ..., "value": ...}
+        value = cache[key]
+        odd = not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool)
+        if wanted is dict and isinstance(value, dict):
+            at = value.get("at", 0)
+            odd = not isinstance(at, int | float) or isinstance(at, bool)
+            odd = odd or not isinstance(value.get("value"), _CACHED_VALUES.get(key, object))
+        if odd:
+            log.warning("Forgot the cached Octopus %s: it was of an unexpected type", key)
+            del cache[key]
+
+
 def _number(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
@@ -362,6 +397,7 @@ class Kraken:
         self.session = session
         self.config = config
         self.state = state.setdefault("octopus", {})
+        _drop_odd_cache_fields(self.state)
         self.timeout = timeout
         self.clock = clock
         self.sleep = sleep

@@ -53,6 +53,9 @@ def test_any_state_file(
     state_path.write_text(json.dumps(state))
     before = len(tessie.posted)
     check(cli(config, "--at", AT), state_path, kraken, len(tessie.posted) - before)
+    # Whatever the file held, it does not keep the scheduler down: the next poll succeeds.
+    after = cli(config, "--at", "2026-11-24T12:06:00+00:00")
+    assert after.code == 0, after.log[-600:]
 
 
 @SETTINGS

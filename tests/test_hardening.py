@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -218,3 +219,30 @@ def test_a_server_trickling_one_byte_at_a_time_cannot_hold_a_run(
     result = cli(config, "--at", AT)
     assert result.code == 1 and "Octopus: no answer within 1 s" in result.log
     assert time.monotonic() - started < 12  # two attempts of at most 3 timeouts each, not for ever
+
+
+@pytest.mark.parametrize(
+    ("state", "warned"),
+    [
+        ({"octopus": ["a token cache saved as a list"]}, "dropped section 'octopus' (of an unexpected type)"),
+        ({"octopus": {"token": "x", "token_expires": "soon"}}, "Forgot the cached Octopus token_expires"),
+        ({"octopus_calls": {"backoff_until": 1e12}}, "dropped OctopusCalls.backoff_until: unusable value"),
+        ({"failing": {"runs": "many", "reason": 5}}, None),
+        ({"dispatch": {"started": {"car": ["2026-11-24T12:00"]}}}, None),
+    ],
+)
+def test_a_damaged_state_section_is_dropped_with_a_warning_never_a_crash(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    state: dict[str, Any],
+    warned: str | None,
+) -> None:
+    config = make_config()
+    Path(str(config) + ".state.json").write_text(json.dumps(state))
+    result = cli(config, "--at", AT)
+    assert result.code == 0, result.log
+    assert len(tessie.posted) == 1 and "Traceback" not in result.log
+    if warned:
+        assert result.log.count(warned) == 1

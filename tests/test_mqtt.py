@@ -83,22 +83,30 @@ class Broker:
         return client
 
     def publish_retained(self, topic: str, payload: str, auth: tuple[str, str] | None = None) -> None:
+        self.publish_many([(topic, payload)], auth)
+
+    def publish_many(self, messages: list[tuple[str, str]], auth: tuple[str, str] | None = None) -> None:
         client = self.client(auth)
-        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+        for info in [client.publish(topic, payload, qos=1, retain=True) for topic, payload in messages]:
+            info.wait_for_publish(5)
         client.loop_stop()
         client.disconnect()
 
-    def retained(self, topic_filter: str, seconds: float = 2.0, auth: tuple[str, str] | None = None) -> dict[str, str]:
+    def retained(self, topic_filter: str, seconds: float = 5.0, auth: tuple[str, str] | None = None) -> dict[str, str]:
+        """The retained messages under a filter: they arrive right after the SUBACK, so wait for that
+        and a short grace (``seconds`` is only the limit)."""
         got: dict[str, str] = {}
+        subscribed: list[float] = []
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"reader-{time.monotonic_ns()}")
         if auth:
             client.username_pw_set(*auth)
         client.on_message = lambda c, u, m: got.__setitem__(m.topic, m.payload.decode())
+        client.on_subscribe = lambda *_: subscribed.append(time.monotonic())
         client.connect("127.0.0.1", self.port)
         client.subscribe(topic_filter, qos=1)
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            client.loop(timeout=0.1)
+        while time.monotonic() < deadline and not (subscribed and time.monotonic() - subscribed[0] > 0.3):
+            client.loop(timeout=0.05)
         client.disconnect()
         return got
 
@@ -391,8 +399,8 @@ def test_discovery_comes_back_after_the_broker_loses_its_retained_messages(
     sent_at = read_state(config)["mqtt"]["discovery"]["at"]
     assert cli(config, "--at", "2026-11-24T12:01:00+00:00").code == 0
     assert read_state(config)["mqtt"]["discovery"]["at"] == sent_at  # a quiet minute sends no discovery
-    for topic in [*discovery_topics(broker.retained("#"), settings.node_id), settings.state_topic]:
-        broker.publish_retained(topic, "")  # as a broker without persistence after a restart
+    lost = [*discovery_topics(broker.retained("#"), settings.node_id), settings.state_topic]
+    broker.publish_many([(topic, "") for topic in lost])  # as a broker without persistence after a restart
     assert discovery_topics(broker.retained("#"), settings.node_id) == set()
     assert cli(config, "--at", "2026-11-24T12:02:00+00:00").code == 0
     assert len(discovery_topics(broker.retained("#"), settings.node_id)) == 6
