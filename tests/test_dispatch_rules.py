@@ -275,9 +275,15 @@ def in_core(moment: datetime) -> bool:
 def test_planned_trust_without_limit_is_every_overlapped_half_hour_outside_the_core(
     dispatches: list[tuple[str, tuple[int, int]]], now_minute: int
 ) -> None:
+    now = BASE + timedelta(minutes=now_minute)
     data = DispatchData(planned=tuple(PlannedDispatch(d, to_slot(s)) for d, s in dispatches))
-    decision = decide_dispatches(data, PLANNED, {}, BASE + timedelta(minutes=now_minute), "Europe/London", CORE)
-    expected = {h for _, s in dispatches for h in oracle_half_hours(to_slot(s)) if not in_core(h)}
+    decision = decide_dispatches(data, PLANNED, {}, now, "Europe/London", CORE)
+    # Only two days back to nine ahead can matter (the week in the tariff, the allowance's day).
+    window = [
+        (max(x.start, now - timedelta(days=2)), min(x.end, now + timedelta(days=9)))
+        for x in map(to_slot, (s for _, s in dispatches))
+    ]
+    expected = {h for a, b in window if a < b for h in oracle_half_hours(Slot(a, b)) if not in_core(h)}
     assert {s.start for s in decision.cheap} == expected
     assert all(s.end - s.start == HALF_HOUR for s in decision.cheap)
 
