@@ -11,14 +11,12 @@ import os
 import re
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from config import Config, is_placeholder, load_config
-from errors import EXIT_CONFIG, EXIT_OK, ConfigError, SchedulerError, ServiceUnavailable, cli_failure
-from state import load_state, run_lock, save_state
-from tesla import EnergySite, connect
+from errors import EXIT_CONFIG, EXIT_OK, ConfigError, SchedulerError, cli_failure
+from tesla import EnergySite, locked_site
 
 
 def choose_site(sites: Sequence[EnergySite], wanted: str | None) -> EnergySite:
@@ -81,23 +79,11 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def list_sites(config: Config) -> list[EnergySite]:
-    """The account's energy sites; with Fleet refresh tokens, under the run lock (the token may rotate)."""
+    """The account's energy sites (under the run lock: a Fleet token may rotate on the way)."""
     import requests
 
-    with run_lock(config.lock_path) as acquired:
-        if not acquired:
-            raise ServiceUnavailable("Tesla", "a scheduler run for this config is under way; try again in a moment")
-        state = load_state(config.state_path)
-        with requests.Session() as session:
-            tesla = connect(
-                session,
-                config.tesla,
-                state,
-                lambda: save_state(config.state_path, state),
-                clock=time.time,
-                timeout=config.debug.timeout_seconds,
-            )
-            return tesla.products()
+    with requests.Session() as session, locked_site(config, session) as tesla:
+        return tesla.products()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

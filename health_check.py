@@ -8,7 +8,6 @@ when a service could not be reached (try again later).
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,9 +23,8 @@ from errors import (
     ConfigError,
     CredentialsRejected,
     SchedulerError,
-    ServiceUnavailable,
 )
-from state import load_state, run_lock, save_state
+from state import load_state
 
 if TYPE_CHECKING:
     import requests
@@ -184,21 +182,10 @@ def _check_tesla(config: Config, session: requests.Session, say: Callable[[Findi
 
 
 def _site_info(config: Config, session: requests.Session) -> dict[str, Any]:
-    """The live site; with Fleet refresh tokens under the run lock, saving only a rotated token."""
-    from tesla import connect
+    """The live site (under the run lock: a Fleet token may rotate, and is then saved)."""
+    from tesla import locked_site
 
-    with run_lock(config.lock_path) as acquired:
-        if not acquired:
-            raise ServiceUnavailable("Tesla", "a scheduler run for this config is under way; try again in a moment")
-        state = load_state(config.state_path)
-        tesla = connect(
-            session,
-            config.tesla,
-            state,
-            lambda: save_state(config.state_path, state),
-            clock=time.time,
-            timeout=config.debug.timeout_seconds,
-        )
+    with locked_site(config, session) as tesla:
         return tesla.site_info(config.tesla.site_id)
 
 

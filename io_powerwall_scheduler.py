@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -63,11 +64,14 @@ from state import load_state, run_lock, save_state, tokens_in
 if TYPE_CHECKING:
     # The decision, the view and the clients load only when a run polls or posts: a minute between
     # polls imports none of them, nor requests (see bench/benchmark.py).
+    import requests
+
     from decision import Facts, Gathered
     from dispatch_rules import BillingRules, Reason
     from mqtt_switch import FlagReading
     from octopus import Kraken, PowerUpAnswer
     from tariff import WeekPlan
+    from tesla import TeslaSite
 
 log = logging.getLogger("io_powerwall_scheduler")
 HERE = Path(__file__).resolve().parent
@@ -408,19 +412,21 @@ def _restore(config: Config, state: dict[str, Any], redactor: RedactSecrets | No
     import requests
 
     from tariff_restore import restore
-    from tesla import connect
 
     _redact_tokens(state, redactor)
     with requests.Session() as session:
-        tesla = connect(
-            session,
-            config.tesla,
-            state,
-            lambda: _save_now(config, state, redactor),
-            clock=lambda: datetime.now(UTC).timestamp(),
-            timeout=config.debug.timeout_seconds,
-        )
+        tesla = _tesla(session, config, state, redactor, datetime.now(UTC))
         return restore(state, config.tesla.site_id, tesla)
+
+
+def _tesla(
+    session: requests.Session, config: Config, state: dict[str, Any], redactor: RedactSecrets | None, now: datetime
+) -> TeslaSite:
+    """The Tesla client of a run: tokens it rotates are saved at once and redacted from then on."""
+    from tesla import connect
+
+    save = functools.partial(_save_now, config, state, redactor)
+    return connect(session, config.tesla, state, save, clock=now.timestamp, timeout=config.debug.timeout_seconds)
 
 
 def _save_now(config: Config, state: dict[str, Any], redactor: RedactSecrets | None) -> None:
@@ -585,18 +591,10 @@ def _apply(
     from decision import tariffs_match
     from tariff import price_grid
     from tariff_restore import keep_original
-    from tesla import connect
 
     site = config.tesla.site_id
     with requests.Session() as session:
-        tesla = connect(
-            session,
-            config.tesla,
-            state,
-            lambda: _save_now(config, state, redactor),
-            clock=now.timestamp,
-            timeout=config.debug.timeout_seconds,
-        )
+        tesla = _tesla(session, config, state, redactor, now)
         if plan.action == "post" and plan.tariff is not None:
             keep_original(state, site, tesla, now, lambda: _save_now(config, state, redactor))
             # A post whose record could not be kept would be repeated every minute: prove the state

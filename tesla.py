@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import http_retry
-from errors import BadResponse, CredentialsRejected
+from errors import BadResponse, CredentialsRejected, ServiceUnavailable
 from state import TESLA_AUTH
 
 if TYPE_CHECKING:
     import requests
 
-    from config import TeslaConfig
+    from config import Config, TeslaConfig
 
 log = logging.getLogger(__name__)
 SERVICE = "Tesla"
@@ -265,3 +267,23 @@ def connect(
         memory = state[TESLA_AUTH] = {}
     tokens = FleetTokens(session, config, memory, save, clock=clock, timeout=timeout)
     return TeslaSite(session, config.api_base_url, tokens, timeout=timeout)
+
+
+@contextlib.contextmanager
+def locked_site(config: Config, session: requests.Session) -> Iterator[TeslaSite]:
+    """For the helper commands: the Tesla client under the config's run lock, so that a Fleet refresh
+    token rotated on the way is saved where the scheduler will find it."""
+    from state import load_state, run_lock, save_state
+
+    with run_lock(config.lock_path) as acquired:
+        if not acquired:
+            raise ServiceUnavailable("Tesla", "a scheduler run for this config is under way; try again in a moment")
+        state = load_state(config.state_path)
+        yield connect(
+            session,
+            config.tesla,
+            state,
+            lambda: save_state(config.state_path, state),
+            clock=time.time,
+            timeout=config.debug.timeout_seconds,
+        )
