@@ -13,7 +13,7 @@ from fakes import API_KEY, TESSIE_TOKEN, FakeKraken, FakeTessie
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 NAMES = itertools.count()
 
 leaves = (
