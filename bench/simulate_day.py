@@ -110,13 +110,21 @@ class Report:
         latency = f"{self.latency_minutes:g} min" if self.latency_minutes is not None else "n/a"
         return [
             f"{self.scenario}: {self.minutes} runs in {self.wall_seconds:.0f} s, exit codes {self.exit_codes}",
-            f"  Octopus requests/h: mean {sum(octopus) / hours:.1f}, busiest hour {max(octopus)}",
-            f"  Tesla requests/h:   mean {sum(tesla) / hours:.2f}, busiest hour {max(tesla)}",
+            f"  Octopus requests/h: mean {sum(octopus) / hours:.1f}, after the first hour {_steady(octopus):.1f}, "
+            f"busiest hour {max(octopus)}; by hour {octopus}",
+            f"  Tesla requests/h:   mean {sum(tesla) / hours:.2f}, after the first hour {_steady(tesla):.2f}, "
+            f"busiest hour {max(tesla)}; by hour {tesla}",
             f"  posts: {self.posts} ({self.repeated_posts} repeating the previous body), "
             f"most in any 10 minutes: {self.max_posts_in_10_minutes}",
             f"  Tesla requests inside a Retry-After window: {self.tesla_in_retry_after}",
             f"  short-notice slot reached Tesla after: {latency}",
         ]
+
+
+def _steady(per_hour: list[int]) -> float:
+    """The mean without the first hour, which holds the first run's one-off requests."""
+    rest = per_hour[1:]
+    return sum(rest) / len(rest) if rest else float(sum(per_hour))
 
 
 def _fresh_process(config: Path, at: datetime) -> int:
