@@ -103,6 +103,7 @@ class FakeService:
         # The clock the fake lives by: real time, or a simulated one shared with the runs' --at.
         self.clock: Callable[[], float] = time.time
         self.outages: list[Outage] = []
+        self.redirect_to = "http://127.0.0.1:9/"  # where a "redirect" fault points
         handler = self._handler_class()
         self.server = _Server(("127.0.0.1", 0), handler)
         self.port = self.server.server_address[1]
@@ -210,6 +211,8 @@ class FakeService:
             self.send(request, 200, '{"data": {"flexPlannedDispatches": [', content_type="application/json")
         elif fault.kind == "trickle":  # one byte at a time, for far longer than any timeout
             self._trickle(request)
+        elif fault.kind == "redirect":  # off to another host, which must never see our credentials
+            self.send(request, 302, {"moved": True}, headers={"Location": self.redirect_to})
         elif fault.kind == "echo":  # an error page that repeats the caller's credentials back
             auth = request.headers.get("Authorization") or ""
             self.send(request, 400, {"error": f"bad request; you sent Authorization: {auth}"})

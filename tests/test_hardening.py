@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -246,3 +248,81 @@ def test_a_damaged_state_section_is_dropped_with_a_warning_never_a_crash(
     assert len(tessie.posted) == 1 and "Traceback" not in result.log
     if warned:
         assert result.log.count(warned) == 1
+
+
+def test_a_redirect_never_carries_a_token_elsewhere(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    tessie.redirect_to = kraken.url + "/collect"  # another host, as far as the token is concerned
+    tessie.inject("post", "redirect", times=2)
+    kraken.redirect_to = tessie.url + "/collect"
+    kraken.inject("flexPlannedDispatches", "redirect")
+    config = make_config()
+    assert cli(config, "--at", AT).code == 1  # Octopus redirected the dispatch query
+    assert cli(config, "--at", "2026-11-24T12:03:00+00:00").code == 1  # Tesla redirected the post
+    assert not [r for r in kraken.requests + tessie.requests if r["path"] == "/collect"]
+
+
+@pytest.mark.parametrize(
+    ("operation", "answer"),
+    [
+        ("completedDispatches", {"data": {"devices": [], "ev0": [], "completedDispatches": [{"meta": "odd"}]}}),
+        (
+            "flexPlannedDispatches",
+            {
+                "data": {
+                    "ev0": [{"start": "2026-11-24T14:00:00+00:00", "end": "9999-12-31T23:59:59+00:00"}],
+                    "completedDispatches": [],
+                    "devices": [],
+                }
+            },
+        ),
+        (
+            "savingSessions",
+            {
+                "data": {
+                    "savingSessions": {
+                        "events": [
+                            {
+                                "id": 1,
+                                "startAt": "2026-11-25T17:00:00+00:00",
+                                "endAt": "2026-11-25T18:00:00+00:00",
+                                "rewardPerKwhInOctoPoints": "lots",
+                            }
+                        ],
+                        "account": {},
+                    }
+                }
+            },
+        ),
+    ],
+)
+def test_odd_octopus_shapes_are_bad_responses_not_tracebacks(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    operation: str,
+    answer: dict[str, Any],
+) -> None:
+    kraken.raw_answers = {operation: answer}
+    started = time.monotonic()
+    result = cli(make_config(), "--at", AT)
+    assert result.code in (0, 1) and "Traceback" not in result.log + result.stderr
+    assert time.monotonic() - started < 10  # a year-9999 end is clipped, not walked
+    if result.code == 1:
+        assert "Octopus:" in result.log
+
+
+def test_a_helper_command_waits_for_the_run_lock_before_touching_the_state(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    config = make_config()
+    fd = os.open(str(config) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a scheduler run is under way
+        result = cli(config, script="free_electricity.py")
+    finally:
+        os.close(fd)
+    assert result.code == 1 and "is under way; try again" in result.stderr
+    assert not Path(str(config) + ".state.json").exists() and kraken.requests == []
