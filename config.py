@@ -334,12 +334,11 @@ def load_config(
     log_default = str(state_dir / (path.name + ".log"))
     site = r.raw("tesla", "site_id")
     # Derived (a hash) only when MQTT is on: a plain run skips the work.
-    wants_mqtt = r.raw("mqtt", "enabled").lower() in ("1", "true", "yes", "on")
-    node = r.raw("mqtt", "node_id") or (default_node_id(site, path) if wants_mqtt else "io_powerwall_scheduler")
+    mqtt_enabled = r.boolean("mqtt", "enabled", "false")
+    node = r.raw("mqtt", "node_id") or (default_node_id(site, path) if mqtt_enabled else "io_powerwall_scheduler")
     if not NODE_ID_PATTERN.fullmatch(node):
         r.problem("mqtt", "node_id", "use only letters, digits, _ and - (at most 64)")
     device_name = "IO Powerwall Scheduler " + (f"(site …{site[-4:]})" if site.isdigit() else f"({node})")
-    mqtt_enabled = r.boolean("mqtt", "enabled", "false")
     if mqtt_enabled and not r.raw("mqtt", "host"):
         r.problem("mqtt", "host", "missing; needed when enabled = true")
 

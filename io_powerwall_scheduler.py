@@ -596,13 +596,11 @@ def _apply(
     with requests.Session() as session:
         tesla = _tesla(session, config, state, redactor, now)
         if plan.action == "post" and plan.tariff is not None:
-            keep_original(state, site, tesla, now, lambda: _save_now(config, state, redactor))
+            save = functools.partial(_save_now, config, state, redactor)
+            keep_original(state, site, tesla, now, save)
             # A post whose record could not be kept would be repeated every minute: prove the state
             # can be written before posting.
-            try:
-                save_state(config.state_path, state)
-            except OSError as err:
-                raise StateUnwritable(config.state_path, err) from err
+            save()
             tesla.post_tariff(site, plan.tariff)
             return after_post(calls, now, plan.digest, plan.tariff)
         ours = calls.posted_tariff or {}
