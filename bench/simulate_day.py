@@ -32,7 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from conftest import config_text, run_cli  # noqa: E402
 from fakes import DEVICE_ID, FakeKraken, FakeTessie, Outage  # noqa: E402
 
-from tariff import price_grid  # noqa: E402
+from iops.core.tariff import price_grid  # noqa: E402
 
 DAY = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)  # a Tuesday in November (GMT)
 SMART = "SMART_CONTROL_IN_PROGRESS"

@@ -11,7 +11,7 @@ import pytest
 from conftest import AT, Result, read_state
 from fakes import DEVICE_ID, FakeKraken, FakeTessie, _agreement
 
-from tariff import price_grid
+from iops.core.tariff import price_grid
 
 SMB = ("IOG-SMB-TOU-25-12-12", "E-1R-IOG-SMB-TOU-25-12-12-H")
 VAN_ID = "00000000-0009-4000-8020-0000000b0b0b"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from call_policy import (
+from iops.core.call_policy import (
     OctopusCalls,
     TeslaCalls,
     after_octopus_failure,

@@ -71,7 +71,7 @@ def test_sample_run_needs_nothing_and_shows_the_schedule(tmp_path: Path, cli: Ca
 
 
 def test_sample_dry_run_prints_a_valid_body(tmp_path: Path, cli: Callable[..., Result]) -> None:
-    import tariff
+    from iops.core import tariff
 
     result = cli("--sample", "--dry-run", cwd=tmp_path)
     assert result.code == 0

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatch_rules import (
+from iops.core.dispatch_rules import (
     BillingRules,
     DispatchData,
     PlannedDispatch,
@@ -17,7 +17,7 @@ from dispatch_rules import (
     decide_dispatches,
     resolve_rules,
 )
-from tariff import Slot
+from iops.core.tariff import Slot
 
 LONDON = ZoneInfo("Europe/London")
 CORE = (time(23, 30), time(5, 30))

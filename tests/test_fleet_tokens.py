@@ -112,8 +112,8 @@ def test_the_rotated_token_is_saved_before_the_new_access_token_is_used(tessie: 
     """If the run dies right after a refresh, the state already holds the only working refresh token."""
     import requests
 
-    from config import TeslaConfig
-    from tesla import FleetTokens
+    from iops.core.settings import TeslaConfig
+    from iops.services.tesla import FleetTokens
 
     config = TeslaConfig(
         api_key="",

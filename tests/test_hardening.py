@@ -15,8 +15,9 @@ import pytest
 from conftest import AT, Result
 from fakes import API_KEY, TESSIE_TOKEN, FakeKraken, FakeTessie
 
-import decision
-import io_powerwall_scheduler as scheduler
+from iops.app import clients
+from iops.app import run as scheduler
+from iops.core import decision
 
 
 def test_a_missing_folder_is_named_and_nothing_is_created(tmp_path: Path, cli: Callable[..., Result]) -> None:
@@ -148,7 +149,8 @@ def test_a_state_that_becomes_unwritable_never_turns_into_a_post_every_minute(
     def disk_full(*_: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(scheduler, "save_state", disk_full)  # the state still reads; it cannot be written
+    for module in (scheduler, clients):  # the state still reads; it cannot be written
+        monkeypatch.setattr(module, "save_state", disk_full)
     kraken.data.planned = [{"start": "2026-11-24T19:30:00+00:00", "end": "2026-11-24T20:00:00+00:00", "type": "SMART"}]
     for minute in range(4, 20):
         assert cli(config, "--at", f"2026-11-24T12:{minute:02d}:00+00:00").code in (0, 1)

@@ -17,7 +17,8 @@ import pytest
 from conftest import AT, ROOT, Result, read_state
 from fakes import FakeKraken, FakeTessie
 
-from config import MqttConfig, load_config
+from iops.app.config import load_config
+from iops.core.settings import MqttConfig
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 OPENSSL = shutil.which("openssl") or ""
@@ -475,7 +476,7 @@ def test_switching_off_restores_the_users_tariff_once_when_asked(
 ) -> None:
     from test_restore import users_own_tariff
 
-    from tariff import price_grid
+    from iops.core.tariff import price_grid
 
     own = users_own_tariff()
     tessie.live_tariff = own

@@ -6,9 +6,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
-from config import MqttConfig, load_config
-from mqtt_status import RESULT_LIMIT, StatusFacts, cheap_blocks, plan_discovery, status_payload
-from tariff import Rates, Slot, TariffInputs, build_tariff
+from iops.app.config import load_config
+from iops.core.mqtt_payloads import RESULT_LIMIT, StatusFacts, cheap_blocks, plan_discovery, status_payload
+from iops.core.settings import MqttConfig
+from iops.core.tariff import Rates, Slot, TariffInputs, build_tariff
 
 NOW = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # Tuesday 01:00 GMT, inside the fixed window
 

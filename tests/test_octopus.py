@@ -12,11 +12,16 @@ import pytest
 from conftest import AT, Result, read_state
 from fakes import DEVICE_ID, IMPORT_MPAN, FakeKraken, FakeTessie
 
-from errors import BadResponse, CredentialsRejected, RateLimited
-from free_electricity import parse_power_ups
-from octopus import _Reauthenticate, check_graphql, parse_dispatch_data
-from savings_sessions import parse_session_events, plan_sessions
-from tariff import price_grid
+from iops.core.errors import BadResponse, CredentialsRejected, RateLimited
+from iops.core.events import plan_sessions
+from iops.core.tariff import price_grid
+from iops.services.kraken_answers import (
+    Reauthenticate,
+    check_graphql,
+    parse_dispatch_data,
+    parse_power_ups,
+    parse_session_events,
+)
 
 START = datetime.fromisoformat(AT)  # Tuesday 24 Nov 2026, 12:00 GMT
 AUTO_RATES = {"rates": "auto", "import_peak": "", "import_off_peak": "", "export": ""}  # every price from Octopus
@@ -315,9 +320,9 @@ def test_expired_refresh_and_bad_token_recover_through_the_api_key(
 @pytest.mark.parametrize(
     ("code", "error"),
     [
-        ("KT-CT-1124", _Reauthenticate),
-        ("KT-CT-1143", _Reauthenticate),
-        ("KT-CT-1134", _Reauthenticate),
+        ("KT-CT-1124", Reauthenticate),
+        ("KT-CT-1143", Reauthenticate),
+        ("KT-CT-1134", Reauthenticate),
         ("KT-CT-1139", CredentialsRejected),
         ("KT-CT-1199", RateLimited),
         ("KT-CT-4340", BadResponse),

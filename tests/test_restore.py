@@ -11,7 +11,7 @@ from typing import Any
 from conftest import AT, Result, read_state
 from fakes import SITE_ID, TESSIE_TOKEN, FakeKraken, FakeTessie, readback_form
 
-from tariff import Rates, TariffInputs, build_tariff, price_grid
+from iops.core.tariff import Rates, TariffInputs, build_tariff, price_grid
 
 START = datetime.fromisoformat(AT)
 
@@ -101,8 +101,8 @@ def test_the_users_tariff_is_saved_before_the_first_post(tessie: FakeTessie) -> 
     """Kept and written at once: if the run died after posting, the user's tariff would be gone."""
     import requests
 
-    from tariff_restore import keep_original
-    from tesla import TeslaSite
+    from iops.app.restore import keep_original
+    from iops.services.tesla import TeslaSite
 
     own = users_own_tariff()
     tessie.live_tariff = own

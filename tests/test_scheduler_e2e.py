@@ -12,7 +12,7 @@ from typing import Any
 from conftest import AT, Result, read_state
 from fakes import API_KEY, TESSIE_TOKEN, FakeKraken, FakeTessie
 
-from tariff import price_grid, tariff_digest, validate_tariff
+from iops.core.tariff import price_grid, tariff_digest, validate_tariff
 
 
 def dispatch(start: str, end: str, kind: str = "SMART") -> dict[str, Any]:

@@ -11,7 +11,7 @@ from fakes import readback_form
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tariff import (
+from iops.core.tariff import (
     OFF_PEAK,
     ON_PEAK,
     PARTIAL_PEAK,

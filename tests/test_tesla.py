@@ -13,13 +13,13 @@ import pytest
 from conftest import AT, Result, read_state
 from fakes import SITE_ID, TESSIE_TOKEN, FakeKraken, FakeTessie
 
-import decision
-import io_powerwall_scheduler as scheduler
-from config import load_config
-from errors import BadResponse
-from get_site_id import set_ini_value
-from tariff import price_grid
-from tesla import check_tesla_body
+from iops.app import run as scheduler
+from iops.app.config import load_config
+from iops.app.site_id import set_ini_value
+from iops.core import decision
+from iops.core.errors import BadResponse
+from iops.core.tariff import price_grid
+from iops.services.tesla import check_tesla_body
 
 START = datetime.fromisoformat(AT)
 

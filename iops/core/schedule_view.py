@@ -7,8 +7,8 @@ from datetime import date, datetime, time, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from dispatch_rules import REASON_TEXT, BillingRules, Reason
-from tariff import OFF_PEAK, ON_PEAK, PARTIAL_PEAK, SUPER_OFF_PEAK, Rates, WeekPlan, default_day, label_runs
+from iops.core.dispatch_rules import REASON_TEXT, BillingRules, Reason
+from iops.core.tariff import OFF_PEAK, ON_PEAK, PARTIAL_PEAK, SUPER_OFF_PEAK, Rates, WeekPlan, default_day, label_runs
 
 T = TypeVar("T")
 _HALF_HOUR = timedelta(minutes=30)

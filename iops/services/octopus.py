@@ -1,6 +1,7 @@
 """Octopus Kraken client: token cache, GraphQL and REST through one request function.
 
-Queries are constants sent with ``variables``; values are never put into query text.
+Queries are constants (iops.services.kraken_queries) sent with ``variables``; answers are read into
+records by iops.services.kraken_answers.
 """
 
 from __future__ import annotations
@@ -15,12 +16,36 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import http_retry
-from about import USER_AGENT
-from config import OctopusConfig
-from dispatch_rules import DispatchData, PlannedDispatch
-from errors import BadResponse, CredentialsRejected, RateLimited, ServiceUnavailable
-from tariff import Slot
+from iops import USER_AGENT
+from iops.core.dispatch_rules import DispatchData
+from iops.core.errors import BadResponse, CredentialsRejected, ServiceUnavailable
+from iops.core.rates import AutoRates
+from iops.core.settings import OctopusConfig
+from iops.services import http
+from iops.services.kraken_answers import (
+    POWER_UP_KEYS,
+    Agreement,
+    Reauthenticate,
+    agreements_now,
+    band_prices,
+    check_graphql,
+    import_agreement,
+    live_evs,
+    merge_power_ups,
+    parse_agreements,
+    parse_dispatch_data,
+)
+from iops.services.kraken_queries import (
+    ACCOUNT_QUERY,
+    DEVICES_QUERY,
+    DISPATCH_QUERIES,
+    FREE_ELECTRICITY_CAMPAIGN,
+    JOIN_SAVING_SESSION_MUTATION,
+    MAX_EVS,
+    POWER_UPS_QUERY,
+    SAVING_SESSIONS_QUERY,
+    TOKEN_MUTATION,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -30,300 +55,7 @@ SERVICE = "Octopus"
 TOKEN_MARGIN = timedelta(minutes=5)
 DEVICE_TTL = timedelta(hours=24)
 ACCOUNT_TTL = timedelta(hours=24)
-FREE_ELECTRICITY_CAMPAIGN = "free_electricity"
-
-TOKEN_MUTATION = """
-mutation ObtainToken($input: ObtainJSONWebTokenInput!) {
-  obtainKrakenToken(input: $input) { token refreshToken refreshExpiresIn payload }
-}
-"""
-
-# Each selection is written once and shared by the queries below: as GraphQL fragments where the
-# type name is documented, and as one text constant for devices, whose interface name is not.
-DEVICES_FIELD = "devices(accountNumber: $accountNumber) { id deviceType status { current currentState } }"
-DEVICES_QUERY = f"""
-query Devices($accountNumber: String!) {{
-  {DEVICES_FIELD}
-}}
-"""
-PLANNED_FRAGMENT = """
-fragment Planned on SmartFlexDispatch { start end type }
-"""
-COMPLETED_FRAGMENT = """
-fragment Completed on UpsideDispatchType { start end delta meta { source location } }
-"""
-POWER_UPS_FRAGMENT = """
-fragment CampaignEvents on CFCampaignEventConnectionTypeConnection {
-  edges { node { code name startAt endAt isEventParticipant } }
-}
-"""
-# The order of campaign events is not documented, so both ends of the list are asked for: an
-# account with a long history still sees its newest events whichever way the list runs.
-POWER_UPS_FIELDS = """
-  powerUpsFirst: customerFlexibilityCampaignEvents(
-    accountNumber: $accountNumber, campaignSlug: $campaignSlug, supplyPointIdentifier: $mpan, first: 20
-  ) { ...CampaignEvents }
-  powerUpsLast: customerFlexibilityCampaignEvents(
-    accountNumber: $accountNumber, campaignSlug: $campaignSlug, supplyPointIdentifier: $mpan, last: 20
-  ) { ...CampaignEvents }
-"""
-POWER_UP_KEYS = ("powerUpsFirst", "powerUpsLast")
-MAX_EVS = 4  # Octopus allows several EVs per account; more than this is not seen in practice
-
-
-def _dispatch_query(evs: int, *, power_ups: bool) -> str:
-    """The one request of a polling run, for ``evs`` devices (aliases ev0, ev1 ...)."""
-    params = ["$accountNumber: String!", *(f"$device{i}: String!" for i in range(evs))]
-    fields = [
-        f"  {DEVICES_FIELD}",
-        *(f"  ev{i}: flexPlannedDispatches(deviceId: $device{i}) {{ ...Planned }}" for i in range(evs)),
-        "  completedDispatches(accountNumber: $accountNumber) { ...Completed }",
-    ]
-    fragments = [COMPLETED_FRAGMENT, *([PLANNED_FRAGMENT] if evs else [])]
-    if power_ups:
-        params += ["$mpan: String!", "$campaignSlug: String!"]
-        fields.append(POWER_UPS_FIELDS.rstrip("\n"))
-        fragments.append(POWER_UPS_FRAGMENT)
-    header = f"query Dispatches({', '.join(params)}) {{"
-    return "\n".join([header, *fields, "}", *(f.strip() for f in fragments)]) + "\n"
-
-
-# Constants, one per shape; values always travel as variables.
-DISPATCH_QUERIES: Mapping[tuple[int, bool], str] = {
-    (evs, power_ups): _dispatch_query(evs, power_ups=power_ups)
-    for evs in range(MAX_EVS + 1)
-    for power_ups in (False, True)
-}
-
-POWER_UPS_QUERY = (
-    """
-query PowerUps($accountNumber: String!, $mpan: String!, $campaignSlug: String!) {"""
-    + POWER_UPS_FIELDS
-    + "}\n"
-    + POWER_UPS_FRAGMENT
-)
-
-# Agreements that have ended are left out; future ones are kept so that a pending switch takes
-# effect at its start even while this answer is cached.
-ACCOUNT_QUERY = """
-query Account($accountNumber: String!) {
-  account(accountNumber: $accountNumber) {
-    electricityAgreements(active: true) {
-      meterPoint {
-        mpan
-        direction
-        agreements(includeInactive: false) {
-          validFrom validTo tariff { ... on TariffType { productCode tariffCode } }
-        }
-      }
-    }
-  }
-}
-"""
-
-# Saving sessions moved to the backend host in February 2026; it wants the raw token.
-SAVING_SESSIONS_QUERY = """
-query SavingSessions($accountNumber: String!) {
-  savingSessions {
-    events(includeDev: false) {
-      id code rewardPerKwhInOctoPoints startAt endAt eventType targetRegion { regionId }
-    }
-    account(accountNumber: $accountNumber) {
-      signedUpMeterPoint { regionId }
-      hasJoinedCampaign
-      joinedEvents { eventId startAt endAt }
-    }
-  }
-}
-"""
-
-JOIN_SAVING_SESSION_MUTATION = """
-mutation JoinSavingSession($accountNumber: String!, $eventCode: String!) {
-  joinSavingSessionsEvent(input: {accountNumber: $accountNumber, eventCode: $eventCode}) { joinedEventCodes }
-}
-"""
-
-# Kraken codes meaning "get a new token and try once more".
-REAUTH_CODES = frozenset({"KT-CT-1124", "KT-CT-1120", "KT-CT-1143", "KT-CT-1111", "KT-CT-1112"})
-KEY_REJECTED_CODES = frozenset({"KT-CT-1139"})
-REFRESH_REJECTED_CODES = frozenset({"KT-CT-1134", "KT-CT-1135"})
-RATE_LIMIT_CODES = frozenset({"KT-CT-1199"})
-
-
-class _Reauthenticate(Exception):
-    """Internal: the token was refused; mint a new one and retry once."""
-
-
-def check_graphql(
-    body: Any, accepted_codes: frozenset[str] = frozenset(), optional: frozenset[str] = frozenset()
-) -> dict[str, Any]:
-    """Return ``data`` from a GraphQL envelope or raise the error for whoever is at fault.
-
-    GraphQL can answer some fields and fail others. An ordinary error whose path starts at one of
-    the ``optional`` fields leaves that field None in the data; the caller decides what to do.
-    Errors about the token, the key or the rate limit always raise, wherever they point.
-    """
-    if not isinstance(body, dict):
-        raise BadResponse(SERVICE, "GraphQL answer is not a JSON object")
-    errors = body.get("errors") or []
-    failed: set[str] = set()
-    for err in errors if isinstance(errors, list) else [errors]:
-        entry = err if isinstance(err, dict) else {}
-        extensions = entry.get("extensions")
-        code = str((extensions if isinstance(extensions, dict) else {}).get("errorCode") or "")
-        message = str(entry.get("message") or "")
-        path = entry.get("path")
-        if code in accepted_codes:
-            continue
-        if code in RATE_LIMIT_CODES:
-            raise RateLimited(SERVICE, f"rate limited ({code})")
-        if code in KEY_REJECTED_CODES:
-            raise CredentialsRejected(SERVICE, f"API key rejected ({code})", key="[octopus] api_key")
-        if code in REAUTH_CODES or code in REFRESH_REJECTED_CODES:
-            raise _Reauthenticate(code)
-        if isinstance(path, list) and path and path[0] in optional:
-            failed.add(str(path[0]))
-            log.debug("Octopus could not answer %s (%s)", path[0], code or message)
-            continue
-        raise BadResponse(SERVICE, f"GraphQL error {code or 'without code'}: {message}".rstrip(": "))
-    data = body.get("data")
-    if not isinstance(data, dict):
-        raise BadResponse(SERVICE, "GraphQL answer has no data")
-    return {**data, **dict.fromkeys(failed)}
-
-
-def parse_time(value: Any) -> datetime:
-    """Kraken time strings: ISO 8601 with offset (also the legacy space-separated form)."""
-    if not isinstance(value, str):
-        raise BadResponse(SERVICE, f"expected a time string, got {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
-    except ValueError as err:
-        raise BadResponse(SERVICE, f"unreadable time {value!r}") from err
-    if parsed.tzinfo is None:
-        raise BadResponse(SERVICE, f"time without offset {value!r}")
-    try:
-        parsed.astimezone(UTC)
-    except OverflowError as err:
-        raise BadResponse(SERVICE, f"time out of range {value!r}") from err
-    return parsed
-
-
-def _is_smart(source: Any) -> bool:
-    # A missing source counts as a smart charge; bump charges and boosts are billed at peak.
-    return source is None or str(source).lower() in ("smart", "smart-charge")
-
-
-def _objects(value: Any, what: str) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise BadResponse(SERVICE, f"{what} is not a list of objects")
-    return value
-
-
-def live_evs(devices: Any) -> dict[str, str]:
-    """Live EV devices (chargers report ELECTRIC_VEHICLES too) -> their current smart-control state."""
-    return {
-        str(d["id"]): str((d.get("status") or {}).get("currentState") or "")
-        for d in _objects(devices, "devices")
-        if d.get("id")
-        and d.get("deviceType") == "ELECTRIC_VEHICLES"
-        and ((d.get("status") or {}).get("current") or "LIVE") == "LIVE"
-    }
-
-
-def parse_dispatch_data(data: Mapping[str, Any], devices: Sequence[str]) -> DispatchData:
-    """Planned SMART dispatches per device (aliases ev0, ev1 ... in ``devices`` order), completed
-    smart dispatches at home, and each live EV's state. BOOST, TEST and away dispatches are left out."""
-    planned = []
-    for i, device in enumerate(devices):
-        for item in _objects(data.get(f"ev{i}"), "planned dispatches"):
-            if str(item.get("type") or "SMART").upper() == "SMART":
-                slot = Slot(parse_time(item.get("start")), parse_time(item.get("end")))
-                planned.append(PlannedDispatch(device, slot))
-    completed = []
-    for item in _objects(data.get("completedDispatches"), "completed dispatches"):
-        meta = item.get("meta") or {}
-        if not isinstance(meta, dict):
-            raise BadResponse(SERVICE, "completed dispatch meta is not an object")
-        if meta.get("location") not in (None, "AT_HOME") or not _is_smart(meta.get("source")):
-            continue
-        completed.append(Slot(parse_time(item.get("start")), parse_time(item.get("end"))))
-    states = live_evs(data["devices"]) if data.get("devices") is not None else {}
-    return DispatchData(
-        planned=tuple(sorted(set(planned), key=lambda p: (p.slot.start, p.slot.end, p.device))),
-        completed=tuple(sorted(set(completed), key=lambda s: (s.start, s.end))),
-        device_states=states,
-    )
-
-
-def merge_power_ups(data: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Both ends of the campaign-event list as one connection; None when either end failed."""
-    edges: list[Any] = []
-    for key in POWER_UP_KEYS:
-        part = data.get(key)
-        if part is None:
-            return None
-        found = part.get("edges") if isinstance(part, dict) else part
-        # An odd shape is passed on whole, so that the parser reports it.
-        edges.extend(found if isinstance(found, list) else [found] if found else [])
-    return {"customerFlexibilityCampaignEvents": {"edges": edges}}
-
-
-@dataclass(frozen=True)
-class Agreement:
-    mpan: str
-    direction: str
-    product_code: str
-    tariff_code: str
-    valid_from: str = ""  # ISO 8601; empty means since ever
-    valid_to: str = ""  # ISO 8601; empty means open-ended
-
-    @property
-    def starts(self) -> datetime:
-        return parse_time(self.valid_from) if self.valid_from else datetime.min.replace(tzinfo=UTC)
-
-    def valid_at(self, moment: datetime) -> bool:
-        return self.starts <= moment and (not self.valid_to or moment < parse_time(self.valid_to))
-
-
-def parse_agreements(data: Mapping[str, Any]) -> list[Agreement]:
-    account = data.get("account")
-    if not isinstance(account, dict):
-        raise BadResponse(SERVICE, "account missing from the answer")
-    out = []
-    for entry in _objects(account.get("electricityAgreements") or [], "electricity agreements"):
-        point = entry.get("meterPoint") or {}
-        for agreement in _objects(point.get("agreements") or [], "agreements"):
-            tariff = agreement.get("tariff") or {}
-            if point.get("mpan") and tariff.get("tariffCode"):
-                found = Agreement(
-                    mpan=str(point["mpan"]),
-                    direction=str(point.get("direction") or "IMPORT").upper(),
-                    product_code=str(tariff.get("productCode") or ""),
-                    tariff_code=str(tariff["tariffCode"]),
-                    valid_from=str(agreement.get("validFrom") or ""),
-                    valid_to=str(agreement.get("validTo") or ""),
-                )
-                for moment in (found.valid_from, found.valid_to):
-                    if moment:
-                        parse_time(moment)  # unreadable dates fail here, not when the cache is used
-                out.append(found)
-    return out
-
-
-def agreements_now(agreements: Sequence[Agreement], now: datetime) -> list[Agreement]:
-    """The agreement valid now on each meter point (the latest to start, if several claim it)."""
-    chosen: dict[str, Agreement] = {}
-    for agreement in agreements:
-        if agreement.valid_at(now):
-            best = chosen.get(agreement.mpan)
-            if best is None or agreement.starts > best.starts:
-                chosen[agreement.mpan] = agreement
-    return sorted(chosen.values(), key=lambda a: (a.direction != "IMPORT", a.mpan))
-
-
-def import_agreement(agreements: Sequence[Agreement], now: datetime) -> Agreement | None:
-    return next((a for a in agreements_now(agreements, now) if a.direction == "IMPORT"), None)
+RATES_TTL = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -413,7 +145,7 @@ class Kraken:
     def _request(self, method: str, url: str, **kwargs: Any) -> Any:
         headers = {"User-Agent": USER_AGENT, **kwargs.pop("headers", {})}
         self.requests_made += 1
-        response = http_retry.send(
+        response = http.send(
             self.session,
             method,
             url,
@@ -430,7 +162,7 @@ class Kraken:
                 raise ServiceUnavailable(
                     SERVICE, f"HTTP {response.status_code} block page", status=response.status_code
                 )
-            raise _Reauthenticate(str(response.status_code))
+            raise Reauthenticate(str(response.status_code))
         if response.status_code == 404:
             return None
         if response.status_code >= 400:
@@ -458,7 +190,7 @@ class Kraken:
             try:
                 body = self._request("POST", url, json={"query": query, "variables": dict(variables)}, headers=headers)
                 return check_graphql(body, accepted_codes, optional)
-            except _Reauthenticate as why:
+            except Reauthenticate as why:
                 log.info("Octopus refused the token (%s); getting a new one", why)
         raise CredentialsRejected(SERVICE, "token refused twice", key="[octopus] api_key")
 
@@ -466,7 +198,7 @@ class Kraken:
         """GET a public REST resource; None when it does not exist (404)."""
         try:
             return self._request("GET", self.config.rest_url.rstrip("/") + "/" + path.lstrip("/"), params=dict(params))
-        except _Reauthenticate as err:
+        except Reauthenticate as err:
             raise BadResponse(SERVICE, f"REST {path} refused ({err})") from err
 
     # ---- token ---------------------------------------------------------------------------
@@ -488,7 +220,7 @@ class Kraken:
         body = self._request_token(auth_input)
         try:
             data = check_graphql(body)
-        except _Reauthenticate as err:
+        except Reauthenticate as err:
             if "refreshToken" in auth_input:
                 raise CredentialsRejected(SERVICE, "refresh token refused", key="[octopus] api_key") from err
             raise CredentialsRejected(SERVICE, f"API key rejected ({err})", key="[octopus] api_key") from err
@@ -515,7 +247,7 @@ class Kraken:
                 self.config.graphql_url,
                 json={"query": TOKEN_MUTATION, "variables": {"input": dict(auth_input)}},
             )
-        except _Reauthenticate as err:
+        except Reauthenticate as err:
             raise CredentialsRejected(SERVICE, f"token request refused ({err})", key="[octopus] api_key") from err
 
     # ---- cached look-ups -----------------------------------------------------------------
@@ -606,3 +338,43 @@ class Kraken:
         )
         joined = (data.get("joinSavingSessionsEvent") or {}).get("joinedEventCodes") or []
         return [str(c) for c in joined]
+
+
+# ---- unit rates (rates = auto) -------------------------------------------------------------
+
+
+def fetch_auto_rates(kraken: Kraken, now: datetime) -> AutoRates:
+    """Today's import peak/off-peak and export rate for the account (no cache; see cached_auto_rates)."""
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    window = {
+        "period_from": day.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "period_to": (day + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    found: dict[str, float | None] = {"import_peak": None, "import_off_peak": None, "export": None}
+    codes = []
+    for agreement in agreements_now(kraken.agreements(), now):
+        base = f"products/{agreement.product_code}/electricity-tariffs/{agreement.tariff_code}"
+        codes.append(agreement.tariff_code)
+        standard = band_prices(kraken.rest_get(f"{base}/standard-unit-rates/", window))
+        if agreement.direction == "EXPORT":
+            found["export"] = max(standard) if standard else None
+            continue
+        if len(set(standard)) >= 2:  # time-banded IOG series: cheapest band is the off-peak
+            found["import_peak"], found["import_off_peak"] = max(standard), min(standard)
+            continue
+        # 2026 IOG-SMB-TOU products publish only day and night rates.
+        day_rates = band_prices(kraken.rest_get(f"{base}/day-unit-rates/", window))
+        night_rates = band_prices(kraken.rest_get(f"{base}/night-unit-rates/", window))
+        if day_rates and night_rates:
+            found["import_peak"], found["import_off_peak"] = max(day_rates), min(night_rates)
+    return AutoRates(**found, source=", ".join(codes))
+
+
+def cached_auto_rates(kraken: Kraken, now: datetime) -> AutoRates:
+    """Rates cached for a day, and read again at once when another agreement takes over."""
+    codes = ", ".join(a.tariff_code for a in agreements_now(kraken.agreements(), now))
+    entry = kraken.state.get("auto_rates")
+    if isinstance(entry, dict) and (entry.get("value") or {}).get("source") != codes:
+        kraken.state.pop("auto_rates")
+    value = kraken.cached("auto_rates", RATES_TTL, lambda: fetch_auto_rates(kraken, now).__dict__)
+    return AutoRates(**value)

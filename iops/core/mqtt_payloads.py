@@ -1,6 +1,6 @@
 """What goes to MQTT: the status payload and Home Assistant discovery. Pure: no I/O, no paho.
 
-mqtt_switch.py carries these out; the decisions (what to publish, when discovery is due, which
+iops.services.mqtt carries these out; the decisions (what to publish, when discovery is due, which
 entities to remove) are made here so they can be tested without a broker.
 """
 
@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from about import NAME, VERSION
-from tariff import OFF_PEAK, SUPER_OFF_PEAK
+from iops import NAME, VERSION
+from iops.core.tariff import OFF_PEAK, SUPER_OFF_PEAK
 
 if TYPE_CHECKING:
-    from config import MqttConfig
-    from tariff import WeekPlan
+    from iops.core.settings import MqttConfig
+    from iops.core.tariff import WeekPlan
 
 RESULT_LIMIT = 255  # Home Assistant drops a sensor state longer than this
 DISCOVERY_EVERY = timedelta(days=1)  # re-sent so that a broker that lost its retained messages recovers

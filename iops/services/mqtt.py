@@ -1,6 +1,6 @@
 """The MQTT on/off switch and publishing, over short-lived paho connections.
 
-What to publish is decided in mqtt_status.py.
+What to publish is decided in iops.core.mqtt_payloads.
 
 Imported only when [mqtt] enabled = true, so paho-mqtt never slows an ordinary run.
 Every network wait here is bounded by [mqtt] wait_seconds: a dead broker must not hang cron.
@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 if TYPE_CHECKING:
-    from config import MqttConfig
+    from iops.core.settings import MqttConfig
 
 log = logging.getLogger(__name__)
 SUBACK_GRACE_SECONDS = 0.5  # retained messages follow the SUBACK at once; no need to wait longer

@@ -1,4 +1,5 @@
-"""Timeouts and bounded retries shared by the Octopus and Tesla clients.
+"""The one HTTP entry point of the Octopus and Tesla clients: timeouts, an overall deadline per
+request, a body cap, and bounded retries.
 
 Only transport failures, 5xx and 429 are retried, a small fixed number of times: the job runs
 every minute, so giving up quickly and trying again next minute beats waiting here.
@@ -11,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from errors import RateLimited, ServiceUnavailable
+from iops.core.errors import RateLimited, ServiceUnavailable
 
 if TYPE_CHECKING:
     import requests

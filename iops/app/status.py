@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from errors import EXIT_OK, EXIT_SERVICE
+from iops.app.config import load_config
+from iops.app.exits import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE
+from iops.app.state import load_state
+from iops.core.errors import ConfigError
 
 
 def _when(timestamp: Any, now: datetime) -> str:
@@ -66,3 +70,15 @@ def status_report(config_path: Path, state: dict[str, Any], last_run: float | No
     else:
         lines.append("Paused:       no")
     return "\n".join(lines), EXIT_SERVICE if failing else EXIT_OK
+
+
+def status_command(path: Path, now: datetime) -> int:
+    """--status: print the report; exit 1 while the scheduler is failing."""
+    try:
+        config = load_config(path, need_octopus=False, need_tesla=False)
+    except ConfigError as err:
+        print("\n".join(err.problems), file=sys.stderr)
+        return EXIT_CONFIG
+    text, code = status_report(path, load_state(config.state_path), last_run_of(config.lock_path), now)
+    print(text)
+    return code

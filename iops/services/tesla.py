@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import http_retry
-from errors import BadResponse, CredentialsRejected, ServiceUnavailable
-from state import TESLA_AUTH
+from iops.core.errors import BadResponse, CredentialsRejected
+from iops.services import http
 
 if TYPE_CHECKING:
     import requests
 
-    from config import Config, TeslaConfig
+    from iops.core.settings import TeslaConfig
 
 log = logging.getLogger(__name__)
 SERVICE = "Tesla"
@@ -126,7 +123,7 @@ class FleetTokens:
         current = self.memory.get("refresh_token")
         refresh = current if isinstance(current, str) and current else self.config.refresh_token
         self.requests_made += 1
-        response = http_retry.send(
+        response = http.send(
             self.session,
             "POST",
             self.config.token_url,
@@ -203,7 +200,7 @@ class TeslaSite:
         token = self.token(renew=renew) if isinstance(self.token, FleetTokens) else self.token
         self.requests_made += 1
         extra: dict[str, Any] = {} if self.sleep is None else {"sleep": self.sleep}
-        response = http_retry.send(
+        response = http.send(
             self.session,
             method,
             f"{self.base_url}{path}",
@@ -250,7 +247,7 @@ class TeslaSite:
 def connect(
     session: requests.Session,
     config: TeslaConfig,
-    state: dict[str, Any],
+    memory: dict[str, Any],
     save: Callable[[], None],
     *,
     clock: Callable[[], float],
@@ -258,32 +255,9 @@ def connect(
 ) -> TeslaSite:
     """The Tesla client for a config: a fixed token (Tessie, Teslemetry, Fleet) or Fleet refresh tokens.
 
-    ``state`` is the whole state; ``save`` writes it atomically (the caller holds the run lock).
+    ``memory`` is the Fleet token chain's part of the state; ``save`` keeps it (the caller holds the lock).
     """
     if not config.refresh_token:
         return TeslaSite(session, config.api_base_url, config.api_key, timeout=timeout)
-    memory = state.get(TESLA_AUTH)
-    if not isinstance(memory, dict):
-        memory = state[TESLA_AUTH] = {}
     tokens = FleetTokens(session, config, memory, save, clock=clock, timeout=timeout)
     return TeslaSite(session, config.api_base_url, tokens, timeout=timeout)
-
-
-@contextlib.contextmanager
-def locked_site(config: Config, session: requests.Session) -> Iterator[TeslaSite]:
-    """For the helper commands: the Tesla client under the config's run lock, so that a Fleet refresh
-    token rotated on the way is saved where the scheduler will find it."""
-    from state import load_state, run_lock, save_state
-
-    with run_lock(config.lock_path) as acquired:
-        if not acquired:
-            raise ServiceUnavailable("Tesla", "a scheduler run for this config is under way; try again in a moment")
-        state = load_state(config.state_path)
-        yield connect(
-            session,
-            config.tesla,
-            state,
-            lambda: save_state(config.state_path, state),
-            clock=time.time,
-            timeout=config.debug.timeout_seconds,
-        )

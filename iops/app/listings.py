@@ -1,4 +1,4 @@
-"""Listing upcoming Power Up and Power Down events: shared by free_electricity.py and savings_sessions.py."""
+"""The Power Up and saving-session listings (free_electricity.py, savings_sessions.py)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,40 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from config import Config, load_config
-from errors import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE, ConfigError, SchedulerError, cli_failure
-from free_electricity import parse_power_ups
-from logs import setup_logging
-from savings_sessions import parse_session_events
-from state import load_state, run_lock, save_state
+from iops.app.args import Command, read_command_line
+from iops.app.config import load_config
+from iops.app.exits import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE, cli_failure
+from iops.app.logs import setup_logging
+from iops.app.state import load_state, run_lock, save_state
+from iops.core.errors import ConfigError, SchedulerError
+from iops.core.settings import Config
+
+Kind = Literal["power_ups", "sessions"]
+POWER_UPS = Command("free_electricity.py", "List upcoming Power Up (free electricity) events for the account.")
+SESSIONS = Command(
+    "savings_sessions.py", "List upcoming saving sessions (Power Down) and weekend happy hours, and which you joined."
+)
 
 
-def list_events(argv: Sequence[str], kind: str) -> int:
-    """Print upcoming events (kind "power_ups" or "sessions"), under the config's run lock."""
-    path = Path(argv[0] if argv else "config.txt").expanduser().resolve()
+def power_ups_main(argv: Sequence[str] | None = None) -> int:
+    return _main(POWER_UPS, argv, "power_ups")
+
+
+def sessions_main(argv: Sequence[str] | None = None) -> int:
+    return _main(SESSIONS, argv, "sessions")
+
+
+def _main(command: Command, argv: Sequence[str] | None, kind: Kind) -> int:
+    args = read_command_line(command, argv)
+    if isinstance(args, int):
+        return args
+    return list_events(Path(args.config).expanduser().resolve(), kind)
+
+
+def list_events(path: Path, kind: Kind) -> int:
+    """Print upcoming events, under the config's run lock."""
     try:
         config = load_config(path, need_tesla=False)
     except (ConfigError, OSError) as err:
@@ -41,10 +62,11 @@ def list_events(argv: Sequence[str], kind: str) -> int:
     return EXIT_OK
 
 
-def _print_events(config: Config, state: dict[str, Any], kind: str) -> None:
+def _print_events(config: Config, state: dict[str, Any], kind: Kind) -> None:
     import requests
 
-    from octopus import Kraken
+    from iops.services.kraken_answers import parse_power_ups, parse_session_events
+    from iops.services.octopus import Kraken
 
     now = datetime.now(UTC)
     with requests.Session() as session:

@@ -6,17 +6,16 @@ checks the Tesla tariff; ``tariffs_match`` compares a live tariff with ours.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from config import Config
-from dispatch_rules import BillingRules, DispatchData, Reason, decide_dispatches
-from errors import InvalidTariff
-from free_electricity import parse_power_ups
-from savings_sessions import parse_session_events, plan_sessions
-from tariff import (
+from iops.core.dispatch_rules import BillingRules, DispatchData, Reason, decide_dispatches
+from iops.core.errors import InvalidTariff
+from iops.core.events import SessionEvent, plan_sessions
+from iops.core.settings import Config
+from iops.core.tariff import (
     Rates,
     SavingSession,
     Slot,
@@ -34,8 +33,8 @@ class Facts:
     """What a run learnt from Octopus and the state, before any rule is applied."""
 
     dispatches: DispatchData
-    power_up_data: dict[str, Any] | None
-    session_data: dict[str, Any] | None
+    power_ups: Sequence[Slot]  # current and upcoming Power Ups the account takes part in
+    sessions: Sequence[SessionEvent] | None  # saving sessions and happy hours; None when not asked
     rates: Rates
     rules: BillingRules
     remembered: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
@@ -66,13 +65,13 @@ def assemble(config: Config, facts: Facts, now: datetime) -> tuple[Gathered, lis
         config.tariff.time_zone,
         (config.tariff.off_peak_start, config.tariff.off_peak_end),
     )
-    free = parse_power_ups(facts.power_up_data, now) if features.free_electricity else []
+    free = list(facts.power_ups) if features.free_electricity else []
     saving: list[SavingSession] = []
     to_join: list[str] = []
-    if facts.session_data is not None:
+    if facts.sessions is not None:
         auto_join = features.saving_sessions and features.auto_join_saving_sessions
         sessions = plan_sessions(
-            parse_session_events(facts.session_data, now),
+            facts.sessions,
             export_rate=facts.rates.export_peak,
             min_offset=features.min_saving_offset,
             auto_join_min_reward=features.auto_join_min_reward if auto_join else None,

@@ -14,17 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from config import Config, load_config
-from dispatch_rules import resolve_rules
-from errors import (
-    EXIT_CONFIG,
-    EXIT_OK,
-    EXIT_SERVICE,
-    ConfigError,
-    CredentialsRejected,
-    SchedulerError,
-)
-from state import load_state
+from iops.app.args import invocation
+from iops.app.config import load_config
+from iops.app.exits import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE
+from iops.app.state import load_state
+from iops.core.dispatch_rules import resolve_rules
+from iops.core.errors import ConfigError, CredentialsRejected, SchedulerError
+from iops.core.settings import Config
 
 if TYPE_CHECKING:
     import requests
@@ -96,7 +92,9 @@ def _failure(err: SchedulerError, config: Config, what: str) -> Finding:
 
 
 def _check_octopus(config: Config, session: requests.Session, now: datetime, say: Callable[[Finding], None]) -> None:
-    from octopus import DEVICES_QUERY, Kraken, import_agreement
+    from iops.services.kraken_answers import import_agreement
+    from iops.services.kraken_queries import DEVICES_QUERY
+    from iops.services.octopus import Kraken
 
     # A copy of the state: the check may reuse a cached token but never writes anything.
     kraken = Kraken(session, config.octopus, dict(load_state(config.state_path)), timeout=config.debug.timeout_seconds)
@@ -145,7 +143,7 @@ def _check_octopus(config: Config, session: requests.Session, now: datetime, say
 
 
 def _report_devices(devices: Any, say: Callable[[Finding], None]) -> None:
-    from octopus import live_evs
+    from iops.services.kraken_answers import live_evs
 
     evs = live_evs(devices if isinstance(devices, list) else [])
     if not evs:
@@ -169,7 +167,7 @@ def _check_tesla(config: Config, session: requests.Session, say: Callable[[Findi
     except CredentialsRejected as err:
         fix = f"check {err.key} in {config.path}"
         if err.key == "[tesla] site_id":
-            fix += f" (python3 get_site_id.py {config.path} --write finds it)"
+            fix += f" ({invocation('get_site_id.py')} {config.path} --write finds it)"
         say(Finding("fail", f"Tesla: {err}", fix))
         return
     except SchedulerError as err:
@@ -183,7 +181,7 @@ def _check_tesla(config: Config, session: requests.Session, say: Callable[[Findi
 
 def _site_info(config: Config, session: requests.Session) -> dict[str, Any]:
     """The live site (under the run lock: a Fleet token may rotate, and is then saved)."""
-    from tesla import locked_site
+    from iops.app.clients import locked_site
 
     with locked_site(config, session) as tesla:
         return tesla.site_info(config.tesla.site_id)
@@ -224,7 +222,7 @@ def site_settings(info: dict[str, Any]) -> Sequence[Finding]:
 
 
 def _check_mqtt(config: Config, say: Callable[[Finding], None]) -> None:
-    from mqtt_switch import read_enable_flag
+    from iops.services.mqtt import read_enable_flag
 
     flag = read_enable_flag(config.mqtt)
     if not flag.reachable:

@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from tariff import Slot, clip, half_hour_start, half_hour_starts, in_core_window, local_half_hour
+from iops.core.tariff import Slot, clip, half_hour_start, half_hour_starts, in_core_window, local_half_hour
 
 Trust = Literal["planned", "started"]
 TrustSetting = Literal["auto", "planned", "started"]

@@ -1,12 +1,9 @@
 """Exception tree, split by who has to act: the user (config), the remote service, or us.
 
-main() maps these to exit codes: ConfigError -> 2, ServiceError -> 1.
+The app maps these to exit codes (iops.app.exits): ConfigError -> 2, ServiceError -> 1.
 """
 
 from __future__ import annotations
-
-# Exit codes of every command: done, a service failed (try again later), the config must change.
-EXIT_OK, EXIT_SERVICE, EXIT_CONFIG = 0, 1, 2
 
 
 class SchedulerError(Exception):
@@ -69,12 +66,3 @@ class StateUnwritable(SchedulerError):
 
 class InvalidTariff(SchedulerError):
     """We built a tariff that breaks Tesla's rules: a bug in this program, never posted."""
-
-
-def cli_failure(err: SchedulerError, config_path: object) -> tuple[int, str]:
-    """Exit code and message for a helper command: 2 when the config must change, else 1."""
-    if isinstance(err, CredentialsRejected):
-        return EXIT_CONFIG, f"{err}: check {err.key} in {config_path}"
-    if isinstance(err, ConfigError):
-        return EXIT_CONFIG, "\n".join(err.problems)
-    return EXIT_SERVICE, str(err)

@@ -1,1 +1,0 @@
-"""Bundled sample data: recorded-style Octopus answers for --sample, and the config template."""
