@@ -713,6 +713,7 @@ class FakeTessie(FakeService):
         # Tesla Fleet OAuth: refresh tokens are single-use and rotate; access tokens expire.
         self.refresh_tokens = {FLEET_REFRESH_TOKEN}
         self.refresh_log: list[str] = []  # the refresh tokens presented, in order
+        self.odd_access_token = False  # rotate the refresh token, but answer an unusable access token
         self.access_tokens: dict[str, float] = {}  # token -> expiry (time.time())
         self.posted: list[dict[str, Any]] = []
         self.post_times: list[float] = []  # the fake's clock at each accepted post
@@ -757,7 +758,7 @@ class FakeTessie(FakeService):
             self.refresh_tokens.add(fresh_refresh)
             self.access_tokens[access] = self.clock() + 28800
         body = {
-            "access_token": access,
+            "access_token": 12345 if self.odd_access_token else access,
             "refresh_token": fresh_refresh,
             "id_token": "x.y.z",
             "expires_in": 28800,

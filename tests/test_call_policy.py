@@ -17,8 +17,6 @@ from iops.core.call_policy import (
     after_post,
     after_tesla_failure,
     after_verify,
-    dump,
-    load_calls,
     plan_octopus,
     plan_tesla,
     with_pending,
@@ -161,19 +159,6 @@ def test_nothing_to_do_while_backing_off_is_not_a_wait() -> None:
     calls = after_tesla_failure(after_post(TeslaCalls(), minute(0), "a", TARIFF), minute(1), 60, rate_limited=True)
     calls = after_verify(calls, minute(1), matches=True)
     assert plan_tesla(calls, ("a", TARIFF), minute(1.5), 1).action == "nothing"
-
-
-def test_state_with_wrong_types_falls_back_field_by_field() -> None:
-    state = {
-        "octopus_calls": {"polled_at": "yesterday", "requests": [1, "x"], "backoff_until": 1e12, "smart_control": 1},
-        "tesla": {"posted_hash": "abc", "posted_at": 5.0, "verify_at": [], "posted_tariff": "not a tariff"},
-    }
-    octopus, tesla, problems = load_calls(state)
-    assert octopus == OctopusCalls()
-    assert (tesla.posted_hash, tesla.posted_at, tesla.verify_at, tesla.posted_tariff) == ("abc", 5.0, 0.0, None)
-    assert len(problems) == 6
-    assert load_calls({"octopus_calls": [1, 2], "tesla": None})[2] == ["OctopusCalls: not an object"]
-    assert dump(TeslaCalls(posted_hash="abc")) == {"posted_hash": "abc"}
 
 
 # ---- a day of runs through the pure functions -------------------------------------------------

@@ -15,8 +15,7 @@ import pytest
 from conftest import AT, Result
 from fakes import API_KEY, TESSIE_TOKEN, FakeKraken, FakeTessie
 
-from iops.app import clients
-from iops.app import run as scheduler
+from iops.app import cache
 from iops.core import decision
 
 
@@ -149,8 +148,7 @@ def test_a_state_that_becomes_unwritable_never_turns_into_a_post_every_minute(
     def disk_full(*_: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    for module in (scheduler, clients):  # the state still reads; it cannot be written
-        monkeypatch.setattr(module, "save_state", disk_full)
+    monkeypatch.setattr(cache, "save", disk_full)  # the state still reads; it cannot be written
     kraken.data.planned = [{"start": "2026-11-24T19:30:00+00:00", "end": "2026-11-24T20:00:00+00:00", "type": "SMART"}]
     for minute in range(4, 20):
         assert cli(config, "--at", f"2026-11-24T12:{minute:02d}:00+00:00").code in (0, 1)
@@ -229,8 +227,8 @@ def test_a_server_trickling_one_byte_at_a_time_cannot_hold_a_run(
     ("state", "warned"),
     [
         ({"octopus": ["a token cache saved as a list"]}, "dropped section 'octopus' (of an unexpected type)"),
-        ({"octopus": {"token": "x", "token_expires": "soon"}}, "Forgot the cached Octopus token_expires"),
-        ({"octopus_calls": {"backoff_until": 1e12}}, "dropped OctopusCalls.backoff_until: unusable value"),
+        ({"octopus": {"token": "x", "token_expires": "soon"}}, "dropped octopus.token_expires: unusable value"),
+        ({"octopus_calls": {"backoff_until": 1e12}}, "dropped octopus_calls.backoff_until: unusable value"),
         ({"failing": {"runs": "many", "reason": 5}}, None),
         ({"dispatch": {"started": {"car": ["2026-11-24T12:00"]}}}, None),
     ],

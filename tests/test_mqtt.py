@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -10,12 +11,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import AT, ROOT, Result, read_state
-from fakes import FakeKraken, FakeTessie
+from fakes import FakeKraken, FakeTessie, Outage
 
 from iops.app.config import load_config
 from iops.core.settings import MqttConfig
@@ -87,11 +89,18 @@ class Broker:
         self.publish_many([(topic, payload)], auth)
 
     def publish_many(self, messages: list[tuple[str, str]], auth: tuple[str, str] | None = None) -> None:
-        client = self.client(auth)
-        for info in [client.publish(topic, payload, qos=1, retain=True) for topic, payload in messages]:
-            info.wait_for_publish(5)
-        client.loop_stop()
+        """Driven by hand: paho's background thread takes up to a second to stop."""
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{time.monotonic_ns()}")
+        if auth:
+            client.username_pw_set(*auth)
+        client.connect("127.0.0.1", self.port)
+        infos = [client.publish(topic, payload, qos=1, retain=True) for topic, payload in messages]
+        deadline = time.monotonic() + 5
+        while not all(i.is_published() for i in infos) and time.monotonic() < deadline:
+            client.loop(timeout=0.05)
+        assert all(i.is_published() for i in infos), "the broker did not take the messages"
         client.disconnect()
+        client.loop(timeout=0.05)
 
     def retained(self, topic_filter: str, seconds: float = 5.0, auth: tuple[str, str] | None = None) -> dict[str, str]:
         """The retained messages under a filter: they arrive right after the SUBACK, so wait for that
@@ -483,12 +492,45 @@ def test_switching_off_restores_the_users_tariff_once_when_asked(
     config = make_config(mqtt=mqtt_section(broker.port, restore_when_off="true"))
     assert cli(config, "--at", AT).code == 0
     broker.publish_retained(ENABLE, "off")
-    off = cli(config, "--at", "2026-11-24T12:01:00+00:00")
+    early = cli(config, "--at", "2026-11-24T12:01:00+00:00")  # posts are at least 4 minutes apart
+    assert early.code == 0 and len(tessie.posted) == 1
+    off = cli(config, "--at", "2026-11-24T12:04:00+00:00")
     assert off.code == 0 and "Switched off over MQTT: put back Octopus Flexible" in off.log
     assert tessie.live_tariff is not None and price_grid(tessie.live_tariff) == price_grid(own)
-    assert cli(config, "--at", "2026-11-24T12:02:00+00:00").code == 0
+    assert cli(config, "--at", "2026-11-24T12:05:00+00:00").code == 0
     assert len(tessie.posted) == 2  # restored once, not every minute
     assert json.loads(broker.retained(STATE)[STATE])["result"] == "disabled"
     broker.publish_retained(ENABLE, "on")
-    assert cli(config, "--at", "2026-11-24T12:04:00+00:00").code == 0
+    assert cli(config, "--at", "2026-11-24T12:08:00+00:00").code == 0
     assert len(tessie.posted) == 3 and price_grid(tessie.live_tariff) != price_grid(own)  # ours again
+
+
+def test_a_switch_flipped_every_minute_keeps_to_the_call_policy(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """D6: restore_when_off posts go through spacing and back-off, and a failed one is exit 1."""
+    from test_restore import users_own_tariff
+
+    tessie.live_tariff = users_own_tariff()
+    now = [datetime.fromisoformat(AT)]
+    kraken.clock = tessie.clock = lambda: now[0].timestamp()  # noqa: PLW0108  # reads now[0] at each call
+
+    def at(minute: int) -> str:
+        now[0] = datetime.fromisoformat(AT) + timedelta(minutes=minute)
+        return now[0].isoformat()
+
+    config = make_config(mqtt=mqtt_section(broker.port, restore_when_off="true"))
+    assert cli(config, "--at", at(0)).code == 0
+    for minute in range(1, 13):
+        broker.publish_retained(ENABLE, "off" if minute % 2 else "on")
+        assert cli(config, "--at", at(minute)).code == 0
+    times = tessie.post_times
+    assert 3 <= len(times) <= 4 and all(b - a >= 240 for a, b in itertools.pairwise(times)), times
+    tessie.outages = [Outage(0, 10**10, 503)]  # Tesla down: failures, backed off, never exit 0
+    tessie.clear_log()
+    codes = []
+    for minute in range(13, 21):
+        broker.publish_retained(ENABLE, "off" if minute % 2 else "on")
+        codes.append(cli(config, "--at", at(minute)).code)
+    assert 1 in codes
+    assert len(tessie.requests) <= 2 * 4  # back-off 1, 2, 4 minutes: four tries in 8 minutes, each sent twice

@@ -55,26 +55,26 @@ def test_a_long_result_is_cut_for_the_state_and_kept_whole_in_the_detail() -> No
 
 def test_discovery_is_sent_when_new_daily_and_when_the_broker_lost_the_status(tmp_path: Path) -> None:
     config = mqtt(tmp_path, discovery="true")
-    first = plan_discovery(config, {}, False, NOW, status_retained=None)
+    first = plan_discovery(config, None, False, NOW, status_retained=None)
     assert len(first.publish) == 6 and all(payload for _, payload in first.publish)
-    quiet = plan_discovery(config, first.memory, False, NOW + timedelta(minutes=1), status_retained=True)
-    assert quiet.publish == [] and quiet.memory == first.memory  # a quiet minute costs nothing
-    lost = plan_discovery(config, first.memory, False, NOW + timedelta(minutes=2), status_retained=False)
+    quiet = plan_discovery(config, first.sent, False, NOW + timedelta(minutes=1), status_retained=True)
+    assert quiet.publish == [] and quiet.sent == first.sent  # a quiet minute costs nothing
+    lost = plan_discovery(config, first.sent, False, NOW + timedelta(minutes=2), status_retained=False)
     assert len(lost.publish) == 6
-    daily = plan_discovery(config, first.memory, False, NOW + timedelta(days=1), status_retained=True)
+    daily = plan_discovery(config, first.sent, False, NOW + timedelta(days=1), status_retained=True)
     assert len(daily.publish) == 6
 
 
 def test_entities_no_longer_ours_are_removed_once(tmp_path: Path) -> None:
     on = mqtt(tmp_path, discovery="true")
-    first = plan_discovery(on, {}, False, NOW, status_retained=None)
+    first = plan_discovery(on, None, False, NOW, status_retained=None)
     off = replace(on, discovery=False)
-    removal = plan_discovery(off, first.memory, False, NOW, status_retained=True)
+    removal = plan_discovery(off, first.sent, False, NOW, status_retained=True)
     assert sorted(removal.publish) == sorted((topic, "") for topic, _ in first.publish)
-    assert removal.memory == {}
-    assert plan_discovery(off, removal.memory, False, NOW, status_retained=True).publish == []
+    assert removal.sent is None
+    assert plan_discovery(off, removal.sent, False, NOW, status_retained=True).publish == []
     # A config from before 1.1 kept only a digest: the shared legacy entities go, ours arrive.
-    legacy = plan_discovery(on, {}, True, NOW, status_retained=True)
+    legacy = plan_discovery(on, None, True, NOW, status_retained=True)
     removed = [topic for topic, payload in legacy.publish if not payload]
     assert "homeassistant/switch/io_powerwall_scheduler/enabled/config" in removed and len(removed) == 6
 

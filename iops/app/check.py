@@ -8,16 +8,17 @@ when a service could not be reached (try again later).
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from iops.app.args import invocation
 from iops.app.config import load_config
 from iops.app.exits import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE
-from iops.app.state import load_state
+from iops.app.protected import Job, run_command
 from iops.core.dispatch_rules import resolve_rules
 from iops.core.errors import ConfigError, CredentialsRejected, SchedulerError
 from iops.core.settings import Config
@@ -51,30 +52,36 @@ class Finding:
 def run_check(path: Path, now: datetime | None = None) -> int:
     """Check the config, Octopus, the car(s), the tariff rules, Tesla and the Powerwall's settings."""
     symbols = SYMBOLS if _can_print("✓✗⚠") else PLAIN
-    findings: list[Finding] = []
-
-    def say(finding: Finding) -> None:
-        findings.append(finding)
-        print(finding.line(symbols), flush=True)
-
     try:
-        config = load_config(path)
+        load_config(path)
     except ConfigError as err:
         for problem in err.problems:
-            say(Finding("fail", problem))
+            print(Finding("fail", problem).line(symbols), flush=True)
         return EXIT_CONFIG
-    say(Finding("ok", f"Config {path} reads cleanly"))
-    import requests
 
-    with requests.Session() as session:
-        _check_octopus(config, session, now or datetime.now(UTC), say)
-        _check_tesla(config, session, say)
-    if config.mqtt.enabled:
-        _check_mqtt(config, say)
-    failures = [f for f in findings if f.mark == "fail"]
-    if not failures:
-        return EXIT_OK
-    return EXIT_SERVICE if all(f.outage for f in failures) else EXIT_CONFIG
+    def work(job: Job) -> int:
+        findings: list[Finding] = []
+
+        def say(finding: Finding) -> None:
+            findings.append(finding)
+            job.say(finding.line(symbols))
+
+        config = job.config
+        say(Finding("ok", f"Config {path} reads cleanly"))
+        import requests
+
+        with requests.Session() as session:
+            _check_octopus(job, session, say)
+            _check_tesla(job, session, say)
+        if config.mqtt.enabled:
+            _check_mqtt(config, say)
+        failures = [f for f in findings if f.mark == "fail"]
+        if not failures:
+            return EXIT_OK
+        return EXIT_SERVICE if all(f.outage for f in failures) else EXIT_CONFIG
+
+    # Under the run lock: a Fleet refresh token may rotate on the way, and is then kept.
+    return run_command(path, work, now=now, log_to_file=False)
 
 
 def _can_print(text: str) -> bool:
@@ -91,15 +98,17 @@ def _failure(err: SchedulerError, config: Config, what: str) -> Finding:
     return Finding("fail", f"{what}: {err}", "try again later; if it lasts, see the service's status page", True)
 
 
-def _check_octopus(config: Config, session: requests.Session, now: datetime, say: Callable[[Finding], None]) -> None:
+def _check_octopus(job: Job, session: requests.Session, say: Callable[[Finding], None]) -> None:
     from iops.services.kraken_answers import import_agreement
+    from iops.services.kraken_cache import KrakenCache
     from iops.services.kraken_queries import DEVICES_QUERY
     from iops.services.octopus import Kraken
 
-    # A copy of the state: the check may reuse a cached token but never writes anything.
-    kraken = Kraken(session, config.octopus, dict(load_state(config.state_path)), timeout=config.debug.timeout_seconds)
+    config, now = job.config, job.now
+    # The check may reuse a cached token, but writes nothing back (job.state is left as it is).
+    kraken = Kraken(session, config.octopus, job.state.get(KrakenCache), timeout=config.debug.timeout_seconds)
     try:
-        kraken.token()
+        job.redactor.add(kraken.token())
     except SchedulerError as err:
         say(_failure(err, config, "Octopus API key"))
         return
@@ -159,11 +168,13 @@ def _report_devices(devices: Any, say: Callable[[Finding], None]) -> None:
         say(Finding("warn" if fix else "ok", f"EV {device}: {state or 'state unknown'}", fix))
 
 
-def _check_tesla(config: Config, session: requests.Session, say: Callable[[Finding], None]) -> None:
+def _check_tesla(job: Job, session: requests.Session, say: Callable[[Finding], None]) -> None:
+    from iops.app.clients import tesla_site
 
+    config = job.config
     site_id = config.tesla.site_id
     try:
-        info = _site_info(config, session)
+        info = tesla_site(session, config, job.records, time.time).site_info(site_id)
     except CredentialsRejected as err:
         fix = f"check {err.key} in {config.path}"
         if err.key == "[tesla] site_id":
@@ -177,14 +188,6 @@ def _check_tesla(config: Config, session: requests.Session, say: Callable[[Findi
     say(Finding("ok", f"Tesla token works; energy site {site_id} ({name}) found"))
     for finding in site_settings(info):
         say(finding)
-
-
-def _site_info(config: Config, session: requests.Session) -> dict[str, Any]:
-    """The live site (under the run lock: a Fleet token may rotate, and is then saved)."""
-    from iops.app.clients import locked_site
-
-    with locked_site(config, session) as tesla:
-        return tesla.site_info(config.tesla.site_id)
 
 
 def site_settings(info: dict[str, Any]) -> Sequence[Finding]:

@@ -17,8 +17,8 @@ from iops.app.args import Command, Option, Parsed, invocation, read_command_line
 from iops.app.config import load_config, write_template
 from iops.app.exits import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE
 from iops.app.guard import run_deadline
+from iops.app.lock import last_run_of, run_lock
 from iops.app.logs import setup_logging
-from iops.app.state import run_lock
 from iops.core.errors import ConfigError
 
 log = logging.getLogger("iops")
@@ -91,10 +91,14 @@ def _main(argv: Sequence[str] | None) -> int:
         from iops.app.status import status_command
 
         return status_command(path, now)
-    if args.restore or args.resume:
+    if args.resume:
+        from iops.app.restore import resume_command
+
+        return resume_command(path, now)
+    if args.restore:
         from iops.app.restore import restore_command
 
-        return restore_command(path, resume_only=args.resume, now=now)
+        return restore_command(path, now)
     return _cron_run(path, args, now)
 
 
@@ -114,7 +118,6 @@ def _first_run(path: Path) -> int:
 
 def _cron_run(path: Path, args: Parsed, now: datetime) -> int:
     from iops.app.run import Options, run
-    from iops.app.status import last_run_of
 
     preview = args.dry_run or args.show
     try:

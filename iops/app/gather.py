@@ -5,17 +5,20 @@ Raises rather than return partial data, except for Power Ups, which fall back on
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from iops.app.cache import State
 from iops.app.guard import ODD_SHAPES
+from iops.app.notes import Notes
 from iops.core.errors import BadResponse
+from iops.core.memory import PAST
 from iops.core.settings import Config
+from iops.services.kraken_cache import KrakenCache
 
 if TYPE_CHECKING:
     from iops.app.logs import RedactSecrets
@@ -29,10 +32,18 @@ POWER_UPS_KEEP = timedelta(hours=6)  # how old a Power Up list may be and still 
 POWER_UPS_REFRESH = timedelta(minutes=30)  # re-stamp an unchanged list this often (spares the SD card)
 
 
+@dataclass(frozen=True)
+class DispatchMemory:
+    """Half-hours earlier runs saw start, per device (the "dispatch" section; for dispatch_trust = started)."""
+
+    started: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict, metadata=PAST)
+
+
 @dataclass
 class Polled:
-    """What a poll cost and learnt, for the Octopus schedule (filled in as the poll goes)."""
+    """What a poll cost and learnt, filled in as it goes (so that a failed poll keeps what it learnt)."""
 
+    state: State
     requests: int = 0
     dispatches: list[tuple[float, float]] = field(default_factory=list)
     events: list[tuple[float, float]] = field(default_factory=list)
@@ -41,6 +52,8 @@ class Polled:
 
 @dataclass(frozen=True)
 class Built:
+    """The tariff this run built, and why each half-hour is what it is."""
+
     plan: WeekPlan
     tariff: dict[str, Any]
     digest: str
@@ -50,7 +63,6 @@ class Built:
 def poll(
     config: Config,
     now: datetime,
-    state: dict[str, Any],
     polled: Polled,
     redactor: RedactSecrets | None,
     *,
@@ -68,9 +80,9 @@ def poll(
     from iops.services.tesla import tou_settings_body
 
     with requests.Session() as session:
-        kraken = Kraken(session, config.octopus, state, timeout=config.debug.timeout_seconds, clock=now.timestamp)
+        kraken = Kraken(session, config.octopus, polled.state.get(KrakenCache), **_clock(config, now))
         try:
-            facts = gather(config, kraken, state, now)
+            facts = gather(config, kraken, polled, now)
             gathered, to_join = assemble(config, facts, now)
             if live:
                 _join(kraken, to_join)
@@ -80,9 +92,11 @@ def poll(
             raise BadResponse("Octopus", f"answer of an unexpected shape ({type(err).__name__}: {err})") from err
         finally:
             polled.requests = kraken.requests_made
-            if redactor is not None and kraken.state.get("token"):
-                redactor.add(str(kraken.state["token"]))
-    remember_starts(state, gathered.started)
+            polled.state = polled.state.put(kraken.cache)
+            if redactor is not None:
+                redactor.add(kraken.cache.token)
+    started = {device: tuple(moments) for device, moments in gathered.started.items()}
+    polled.state = polled.state.put(DispatchMemory(started))
     plan, tariff, digest = decide(config, gathered, now)
     if show:
         print(render_schedule(plan, now, config.tariff.time_zone, gathered.rates, reasons=gathered.reasons))
@@ -97,7 +111,11 @@ def poll(
     return Built(plan, tariff, digest, gathered.reasons)
 
 
-def gather(config: Config, kraken: Kraken, state: dict[str, Any], now: datetime) -> Facts:
+def _clock(config: Config, now: datetime) -> dict[str, Any]:
+    return {"timeout": config.debug.timeout_seconds, "clock": now.timestamp}
+
+
+def gather(config: Config, kraken: Kraken, polled: Polled, now: datetime) -> Facts:
     """Everything the decision needs from Octopus and the state, read into records."""
     from iops.core.decision import Facts
     from iops.core.rates import resolve_rates
@@ -106,18 +124,19 @@ def gather(config: Config, kraken: Kraken, state: dict[str, Any], now: datetime)
 
     features = config.features
     dispatches, power_ups = kraken.dispatches_and_power_ups(now, power_ups=features.free_electricity)
-    power_up_data = _power_ups_or_last_good(kraken.state, power_ups, now)
-    rules = _billing_rules(config, kraken, state, now)
+    power_up_data = _power_ups_or_last_good(kraken, power_ups, now)
+    rules = _billing_rules(config, kraken, polled, now)
     auto = cached_auto_rates(kraken, now) if config.tariff.rates_auto else None
     rates = resolve_rates(config.tariff, auto)
     sessions = None
     if features.saving_sessions or features.free_electricity:  # weekend happy hours come with the sessions
         every = timedelta(minutes=max(features.saving_sessions_poll_minutes, 1))
         sessions = parse_session_events(kraken.cached("saving_sessions", every, kraken.saving_sessions), now)
-    return Facts(dispatches, parse_power_ups(power_up_data, now), sessions, rates, rules, remembered_starts(state))
+    remembered = polled.state.get(DispatchMemory).started
+    return Facts(dispatches, parse_power_ups(power_up_data, now), sessions, rates, rules, remembered)
 
 
-def _billing_rules(config: Config, kraken: Kraken, state: dict[str, Any], now: datetime) -> BillingRules:
+def _billing_rules(config: Config, kraken: Kraken, polled: Polled, now: datetime) -> BillingRules:
     """The dispatch trust and car allowance in force; automatic ones follow the import tariff code."""
     from iops.core.dispatch_rules import resolve_rules
 
@@ -127,66 +146,40 @@ def _billing_rules(config: Config, kraken: Kraken, state: dict[str, Any], now: d
         from iops.services.kraken_answers import import_agreement
 
         agreement = import_agreement(kraken.agreements(), now)
-        notes = state.setdefault("notes", {})
-        if agreement is None:
-            if not notes.get("no_agreement"):
-                log.warning(
-                    "No import agreement known on the account; treating smart slots as the original "
-                    "Intelligent Octopus Go does (dispatch_trust = planned, no car allowance)"
-                )
-                notes["no_agreement"] = True
-        else:
-            code = agreement.tariff_code
-            notes.pop("no_agreement", None)
-        if not notes:
-            state.pop("notes")
+        notes = polled.state.get(Notes)
+        if agreement is None and not notes.no_agreement:
+            log.warning(
+                "No import agreement known on the account; treating smart slots as the original "
+                "Intelligent Octopus Go does (dispatch_trust = planned, no car allowance)"
+            )
+        code = agreement.tariff_code if agreement else None
+        polled.state = polled.state.put(replace(notes, no_agreement=agreement is None))
     return resolve_rules(tariff.dispatch_trust, tariff.car_allowance_half_hours, code)
 
 
-def _power_ups_or_last_good(memory: dict[str, Any], answer: PowerUpAnswer, now: datetime) -> dict[str, Any] | None:
+def _power_ups_or_last_good(kraken: Kraken, answer: PowerUpAnswer, now: datetime) -> dict[str, Any] | None:
     """This run's Power Up list, or, when Octopus failed that field alone, the last good one (up to 6 h old)."""
     if not answer.asked:
         return None
-    kept = memory.get("power_ups")
-    kept_at = float(kept.get("at", 0)) if isinstance(kept, dict) else 0.0
+    kept = kraken.cache.power_ups
+    kept_at = kept.at if kept is not None else 0.0
     if not answer.failed:
-        stale = now.timestamp() - kept_at >= POWER_UPS_REFRESH.total_seconds()
-        if memory.pop("power_ups_failing", None):
+        if kraken.cache.power_ups_failing:
             log.info("Octopus answers the Power Up field again")
-        if stale or not isinstance(kept, dict) or kept.get("value") != answer.data:
-            memory["power_ups"] = {"at": now.timestamp(), "value": answer.data}
+            kraken.cache = replace(kraken.cache, power_ups_failing=False)
+        stale = now.timestamp() - kept_at >= POWER_UPS_REFRESH.total_seconds()
+        if stale or kept is None or kept.value != answer.data:
+            kraken.keep("power_ups", answer.data)
         return answer.data
-    usable = isinstance(kept, dict) and now.timestamp() - kept_at <= POWER_UPS_KEEP.total_seconds()
-    if not memory.get("power_ups_failing"):
+    usable = kept is not None and now.timestamp() - kept_at <= POWER_UPS_KEEP.total_seconds()
+    if not kraken.cache.power_ups_failing:
         when = datetime.fromtimestamp(kept_at, UTC).isoformat(timespec="minutes") if usable else ""
         log.warning(
             "Octopus answered the dispatches but not the Power Up field; %s",
             f"using the Power Up list from {when}" if usable else "no recent Power Up list to fall back on",
         )
-        memory["power_ups_failing"] = True
-    value = kept.get("value") if usable and isinstance(kept, dict) else None
-    return value if isinstance(value, dict) else None
-
-
-def remembered_starts(state: Mapping[str, Any]) -> dict[str, tuple[datetime, ...]]:
-    """Half-hours earlier runs saw start, per device (a record kept for dispatch_trust = started)."""
-    record = (state.get("dispatch") or {}).get("started") or {}
-    out: dict[str, tuple[datetime, ...]] = {}
-    if isinstance(record, dict):
-        for device, moments in record.items():
-            with contextlib.suppress(TypeError, ValueError):
-                times = tuple(datetime.fromisoformat(m) for m in moments)
-                if all(t.tzinfo is not None for t in times):  # a naive time would not compare with now
-                    out[str(device)] = times
-    return out
-
-
-def remember_starts(state: dict[str, Any], started: Mapping[str, Sequence[datetime]]) -> None:
-    if started:
-        record = {device: [m.isoformat() for m in moments] for device, moments in started.items()}
-        state.setdefault("dispatch", {})["started"] = record
-    else:
-        state.pop("dispatch", None)
+        kraken.cache = replace(kraken.cache, power_ups_failing=True)
+    return kept.value if usable and kept is not None else None
 
 
 def _join(kraken: Kraken, codes: Sequence[str]) -> None:
@@ -197,4 +190,4 @@ def _join(kraken: Kraken, codes: Sequence[str]) -> None:
             log.warning("Asked to join saving session %s but Octopus did not confirm it", code)
     if codes:
         # What the account has joined changed: read the sessions again next run.
-        kraken.state.pop("saving_sessions", None)
+        kraken.forget("saving_sessions")

@@ -3,77 +3,76 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
+from iops.app.cache import State
+from iops.app.failures import Failure
+from iops.app.outcome import Outcome
+from iops.core.call_policy import TeslaCalls
+from iops.core.memory import PAST
 from iops.core.settings import Config
 
 if TYPE_CHECKING:
     from iops.app.logs import RedactSecrets
-    from iops.core.tariff import WeekPlan
     from iops.services.mqtt import FlagReading
-
-Result = Literal[
-    "posted",
-    "unchanged",
-    "verified",
-    "waiting",
-    "between polls",
-    "backing off",
-    "dry run",
-    "disabled",
-    "paused",
-    "config error",
-    "error",
-]
 
 
 @dataclass(frozen=True)
-class Outcome:
-    result: Result
-    posted: bool = False
+class DiscoverySent:
+    """The Home Assistant discovery last taken by the broker."""
+
     digest: str = ""
-    plan: WeekPlan | None = None
-    answered: frozenset[str] = frozenset()  # services that answered this run: their failure streak ends
-    detail: str = ""  # the error, for the log and the MQTT status
+    at: float = field(default=0.0, metadata=PAST)
+    topics: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MqttMemory:
+    """What the MQTT side remembers (the "mqtt" section)."""
+
+    discovery: DiscoverySent | None = None
+    # The off-peak blocks the Powerwall works to, so that a failed run still reports them.
+    blocks: tuple[tuple[datetime, datetime, str], ...] = ()
+    restored_when_off: bool = False  # switched off, the user's own tariff went back (once)
+    legacy_discovery: str = ""  # a 1.0 config's shared discovery digest: its entities are removed once
 
 
 def publish_status(
     config: Config,
-    state: dict[str, Any],
+    state: State,
     outcome: Outcome,
     flag: FlagReading | None,
     now: datetime,
     redactor: RedactSecrets | None,
-) -> None:
+) -> State:
     """The retained status, plus discovery when due, plus the switch's first state when none is retained."""
     from iops.core.mqtt_payloads import StatusFacts, cheap_blocks, plan_discovery, status_payload
     from iops.services.mqtt import publish
 
-    kept = state.get("mqtt")
-    memory: dict[str, Any] = kept if isinstance(kept, dict) else {}
-    if not isinstance(memory.get("discovery", {}), dict) or not isinstance(memory.get("blocks", []), list):
-        memory = {}  # not of this version's making: discovery is simply sent again
+    memory = state.get(MqttMemory)
     if outcome.plan is not None:
-        # Kept, so that a failed run still reports the off-peak blocks the Powerwall is working to.
-        memory["blocks"] = [list(b) for b in cheap_blocks(outcome.plan, now, config.tariff.time_zone)]
-    tesla = state.get("tesla") or {}
-    failing = state.get("failing") or {}
+        blocks = cheap_blocks(outcome.plan, now, config.tariff.time_zone)
+        memory = replace(
+            memory, blocks=tuple((datetime.fromisoformat(s), datetime.fromisoformat(e), k) for s, e, k in blocks)
+        )
+    tesla, failing = state.get(TeslaCalls), state.get(Failure)
     text = f"{outcome.result}: {outcome.detail}" if outcome.detail else outcome.result
     facts = StatusFacts(
         result=redactor.redact(text) if redactor else text,
         posted=outcome.posted,
         now=now,
-        last_hash=str(tesla.get("posted_hash") or ""),
-        last_post=tesla.get("posted_at"),
-        failing_since=failing.get("since"),
-        blocks=[(str(b[0]), str(b[1]), str(b[2])) for b in memory.get("blocks") or [] if _is_block(b)],
+        last_hash=tesla.posted_hash,
+        last_post=tesla.posted_at or None,
+        failing_since=failing.since if failing.runs else None,
+        blocks=[(s.isoformat(), e.isoformat(), k) for s, e, k in memory.blocks],
     )
+    sent = memory.discovery
     discovery = plan_discovery(
         config.mqtt,
-        memory.get("discovery") or {},
-        "mqtt_discovery" in state,
+        (sent.digest, sent.at, sent.topics) if sent is not None else None,
+        bool(memory.legacy_discovery),
         now,
         status_retained=flag.status_retained if flag else None,
     )
@@ -82,18 +81,6 @@ def publish_status(
         messages.append((config.mqtt.enable_topic, "on"))  # the switch shows on, not unknown
     messages.append((config.mqtt.state_topic, json.dumps(status_payload(facts), sort_keys=True)))
     if publish(config.mqtt, messages):
-        state.pop("mqtt_discovery", None)  # the digest alone, as kept before 1.1
-        if discovery.memory:
-            memory["discovery"] = discovery.memory
-        else:
-            memory.pop("discovery", None)
-    state["mqtt"] = memory
-
-
-def _is_block(value: Any) -> bool:
-    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
-        return False
-    try:
-        return datetime.fromisoformat(value[1]).tzinfo is not None
-    except ValueError:
-        return False
+        kept = discovery.sent
+        memory = replace(memory, discovery=DiscoverySent(*kept) if kept is not None else None, legacy_discovery="")
+    return state.put(memory)

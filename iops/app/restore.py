@@ -1,132 +1,148 @@
-"""The user's own tariff: kept before our first post to a site, and put back on request.
+"""The user's own tariff put back: --restore (which pauses the config until --resume), and
+[mqtt] restore_when_off (switched off over MQTT). It is kept before our first post (iops.app.apply).
 
---restore posts it back and pauses the scheduler for that config until --resume. With
-[mqtt] restore_when_off, switching the scheduler off over MQTT restores it once, too.
+Putting it back is a Tesla write like any other: it is checked against Tesla's rules, and it waits
+for the call policy (back-off, Retry-After, posts 4 minutes apart). The pause is recorded before
+the post, so a post whose pause could not be kept never happens; when Tesla asks us to wait, the
+next cron run allowed to post puts the tariff back.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from iops.app.clients import redact_tokens, tesla_site
-from iops.app.config import load_config
-from iops.app.exits import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE, cli_failure
-from iops.app.logs import setup_logging
-from iops.app.state import load_state, run_lock, save_state
-from iops.core.errors import ConfigError, SchedulerError, ServiceError
-from iops.core.settings import Config
-
-if TYPE_CHECKING:
-    from iops.app.logs import RedactSecrets
-    from iops.services.tesla import TeslaSite
+from iops.app.apply import check_before_posting
+from iops.app.clients import tesla_site
+from iops.app.exits import EXIT_OK
+from iops.app.protected import Job, run_command
+from iops.app.store import Pause
+from iops.core.call_policy import TeslaCalls, after_restore, after_tesla_error, for_site, plan_restore
+from iops.core.errors import ConfigError, CredentialsRejected, ServiceError
 
 log = logging.getLogger(__name__)
 
 
-def keep_original(
-    state: dict[str, Any], site_id: str, tesla: TeslaSite, now: datetime, save: Callable[[], None]
-) -> None:
-    """Before the first post to a site, keep the live tariff it replaces (saved at once: after our
-    post, the live tariff is ours and the user's would be gone)."""
-    originals = state.setdefault("originals", {})
-    if site_id in originals:
-        return
-    live = tesla.site_info(site_id).get("tariff_content_v2")
-    originals[site_id] = {"tariff": live if isinstance(live, dict) else None, "kept_at": now.timestamp()}
-    save()
-    name = live.get("name") if isinstance(live, dict) else None
-    log.info("Kept the site's own tariff (%s) for --restore", name or "none set")
+class MustWait(Exception):
+    """Tesla may not be written to yet (back-off, Retry-After or post spacing); ``until`` says when."""
+
+    def __init__(self, reason: str, until: float) -> None:
+        self.reason, self.until = reason, until
+        super().__init__(f"{reason}; not before {_clock(until)}")
 
 
-def original_of(state: dict[str, Any], site_id: str) -> dict[str, Any] | None:
-    """The user's tariff for a site; raises when there is nothing to put back."""
-    entry = (state.get("originals") or {}).get(site_id)
-    if not isinstance(entry, dict):
-        raise ConfigError([f"Nothing to restore for site {site_id}: the scheduler has not posted to it"])
-    tariff = entry.get("tariff")
-    return tariff if isinstance(tariff, dict) else None
+def own_tariff(job: Job) -> dict[str, Any]:
+    """The user's own tariff for this site, checked; raises ConfigError when there is none to put back."""
+    site = job.config.tesla.site_id
+    own = job.records.store().own_tariff(site)
+    if own is None:
+        raise ConfigError([f"Nothing to restore for site {site}: the scheduler has not posted to it"])
+    if own.tariff is None:
+        why = own.note or "the site had no tariff before the scheduler's first post"
+        raise ConfigError([f"Site {site}: {why}, so there is none to put back: choose a rate plan in the Tesla app"])
+    check_before_posting(own.tariff, f"the tariff kept for site {site}", theirs=True)
+    return own.tariff
 
 
-def restore(state: dict[str, Any], site_id: str, tesla: TeslaSite) -> str:
-    """Post the user's tariff back; forget what we posted, so that the next post is a full one."""
-    tariff = original_of(state, site_id)
-    if tariff is None:
-        raise ConfigError(
-            [
-                f"Site {site_id} had no tariff before the scheduler's first post, so there is none to put back: "
-                "choose a rate plan in the Tesla app"
-            ]
-        )
-    tesla.post_tariff(site_id, tariff)
-    (state.get("tesla") or {}).pop("posted_hash", None)
+def name_of(tariff: dict[str, Any]) -> str:
     return str(tariff.get("name") or "your tariff")
 
 
-def pause(state: dict[str, Any], now: datetime, why: str) -> None:
-    state["paused"] = {"since": now.timestamp(), "why": why}
-
-
-def resume(state: dict[str, Any]) -> bool:
-    return state.pop("paused", None) is not None
-
-
-def restore_when_off(config: Config, state: dict[str, Any], redactor: RedactSecrets | None) -> None:
-    """[mqtt] restore_when_off: switched off, the site gets the user's own tariff back, once."""
-    try:
-        name = _restore(config, state, redactor)
-    except ConfigError as err:  # nothing kept to restore: say so once, not every minute
-        log.warning("Switched off over MQTT; %s", "; ".join(err.problems))
-    except ServiceError as err:
-        log.error("Switched off over MQTT but could not restore the tariff (%s); trying again next run", err)
-        return
-    else:
-        log.info("Switched off over MQTT: put back %s (restore_when_off)", name)
-    state["restored_when_off"] = True
-
-
-def _restore(config: Config, state: dict[str, Any], redactor: RedactSecrets | None) -> str:
+def put_back(job: Job) -> str:
+    """Post the user's own tariff when the call policy allows (else MustWait); its name."""
+    tariff = own_tariff(job)
+    site = job.config.tesla.site_id
+    calls = for_site(job.state.get(TeslaCalls), site)
+    plan = plan_restore(calls, job.now)
+    if plan.action == "wait":
+        raise MustWait(plan.reason, plan.until)
     import requests
 
-    redact_tokens(state, redactor)
     with requests.Session() as session:
-        tesla = tesla_site(session, config, state, redactor, datetime.now(UTC))
-        return restore(state, config.tesla.site_id, tesla)
+        tesla = tesla_site(session, job.config, job.records, job.now.timestamp)
+        try:
+            tesla.post_tariff(site, tariff)
+        except ServiceError as err:
+            if err.service == "Tesla" and not isinstance(err, CredentialsRejected):
+                job.state = job.state.put(after_tesla_error(calls, job.now, err))
+            raise
+    job.state = job.state.put(after_restore(calls, job.now))
+    return name_of(tariff)
 
 
-def restore_command(path: Path, *, resume_only: bool, now: datetime) -> int:
-    """--restore and --resume, printed for a person."""
-    try:
-        config = load_config(path, need_octopus=False, need_tesla=not resume_only)
-    except ConfigError as err:
-        print("\n".join(err.problems), file=sys.stderr)
-        return EXIT_CONFIG
-    redactor = setup_logging(config.debug.log_file, config.secrets(), debug=config.debug.debug)
-    with run_lock(config.lock_path) as acquired:
-        if not acquired:
-            print(f"A run for {path} is under way; try again in a moment", file=sys.stderr)
-            return EXIT_SERVICE
-        state = load_state(config.state_path)
-        if resume_only:
-            message = "Resumed: the next run posts the scheduler's tariff" if resume(state) else "Not paused"
-        else:
-            try:
-                name = _restore(config, state, redactor)
-            except SchedulerError as err:
-                save_state(config.state_path, state)  # a rotated Tesla token must be kept whatever happened
-                code, text = cli_failure(err, path)
-                print(text, file=sys.stderr)
-                return code
-            pause(state, now, "--restore")
-            message = (
-                f"Put back {name} on site {config.tesla.site_id}. The scheduler is paused for {path} "
-                "(cron runs do nothing) until you run it with --resume."
+def restore_command(path: Path, now: datetime) -> int:
+    """--restore: pause this config, and put the user's own tariff back (now, or at the first run allowed to)."""
+
+    def work(job: Job) -> int:
+        name = name_of(own_tariff(job))  # nothing to put back: say so before pausing anything
+        job.save()  # the post's record must be keepable: prove the cache writable before anything changes
+        store = job.records.store()
+        store.set_pause(Pause(job.now.timestamp(), "--restore", put_back=True))  # before the post, never after
+        try:
+            put_back(job)
+        except MustWait as wait:
+            job.say(
+                f"Paused {path}: cron runs post nothing of the scheduler's. {name} goes back on site "
+                f"{job.config.tesla.site_id} at the first run allowed to post ({wait}); --resume carries on."
             )
-        save_state(config.state_path, state)
+            return EXIT_OK
+        except ServiceError:
+            job.say(f"Paused {path}, but Tesla did not take {name} yet: the next cron runs try again.")
+            raise
+        store.set_pause(Pause(job.now.timestamp(), "--restore", put_back=False))
+        message = (
+            f"Put back {name} on site {job.config.tesla.site_id}. The scheduler is paused for {path} "
+            "(cron runs do nothing) until you run it with --resume."
+        )
         log.info("%s", message)
-    print(message)
-    return EXIT_OK
+        job.say(message)
+        return EXIT_OK
+
+    return run_command(path, work, now=now, need_octopus=False)
+
+
+def resume_command(path: Path, now: datetime) -> int:
+    """--resume: carry on after --restore."""
+
+    def work(job: Job) -> int:
+        resumed = job.records.store().clear_pause()
+        message = "Resumed: the next run posts the scheduler's tariff" if resumed else "Not paused"
+        if resumed:
+            log.info("%s", message)
+        job.say(message)
+        return EXIT_OK
+
+    return run_command(path, work, now=now, need_octopus=False, need_tesla=False)
+
+
+def finish_pending_put_back(job: Job, pause: Pause) -> bool:
+    """A cron run while paused: put the user's tariff back if --restore could not yet. True when done."""
+    try:
+        name = put_back(job)
+    except MustWait as wait:
+        log.debug("The user's own tariff waits to go back: %s", wait)
+        return False
+    job.records.store().set_pause(Pause(pause.since, pause.why, put_back=False))
+    log.info("Put back %s (asked for by %s)", name, pause.why)
+    return True
+
+
+def restore_when_off(job: Job) -> bool:
+    """[mqtt] restore_when_off, switched off: put the user's own tariff back. True once it is back (or
+    there is nothing to put back, which is said once); False while Tesla asks us to wait."""
+    try:
+        name = put_back(job)
+    except ConfigError as err:  # nothing kept to restore: say so once, not every minute
+        log.warning("Switched off over MQTT; %s", "; ".join(err.problems))
+        return True
+    except MustWait as wait:
+        log.debug("Switched off over MQTT; the user's own tariff waits: %s", wait)
+        return False
+    log.info("Switched off over MQTT: put back %s (restore_when_off)", name)
+    return True
+
+
+def _clock(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%H:%M UTC")

@@ -1,29 +1,32 @@
 """The cron run: gather (Octopus, clock, state) -> decide (pure) -> apply (post to Tesla, record).
 
-Each run asks the call policy what each service gets this minute, so most runs make no request.
+Each run asks the call policy what each service gets this minute, so most runs make no request,
+open no database and write no file.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from iops.app.clients import redact_tokens
+from iops.app import cache
 from iops.app.exits import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE
-from iops.app.publish import Outcome, Result
-from iops.app.state import load_state, save_state
+from iops.app.failures import Failure, credentials_of, note_failure, note_refusal, note_success
+from iops.app.logs import RedactSecrets
+from iops.app.notes import Notes
+from iops.app.outcome import Outcome, Result
+from iops.app.protected import Job
+from iops.app.records import Records
 from iops.core.call_policy import (
+    OctopusCalls,
+    TeslaCalls,
     after_octopus_failure,
     after_poll,
-    after_tesla_failure,
-    dump,
+    after_tesla_error,
     for_site,
-    load_calls,
     plan_octopus,
     plan_tesla,
     with_pending,
@@ -33,6 +36,7 @@ from iops.core.errors import (
     CredentialsRejected,
     InvalidTariff,
     RateLimited,
+    SchedulerError,
     ServiceError,
     ServiceUnavailable,
     StateUnwritable,
@@ -40,15 +44,15 @@ from iops.core.errors import (
 from iops.core.settings import Config
 
 if TYPE_CHECKING:
-    from iops.app.logs import RedactSecrets
     from iops.services.mqtt import FlagReading
 
 log = logging.getLogger(__name__)
-STILL_FAILING_EVERY = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
 class Options:
+    """How this run was asked to behave (the command line and [debug])."""
+
     dry_run: bool = False
     show: bool = False
     force: bool = False
@@ -68,108 +72,96 @@ def run(
     previous_run: float | None = None,
 ) -> int:
     """One cron run, under the run lock: every failure ends in an exit code and a line in the log."""
-    state = load_state(config.state_path)
-    # Steady-state runs change nothing; skipping the write spares an SD card 1,440 writes a day.
-    loaded = json.dumps(state, sort_keys=True)
-    _warn_if_readable_by_others(config.path, state)
+    state = cache.load(config.state_path, now.timestamp())
+    loaded = cache.dumps(state)  # a quiet run changes nothing, and writes nothing (the SD card)
+    with Records(config.store_path, state, redactor) as records:
+        job = Job(config, redactor or RedactSecrets([]), records, state, now)
+        _warn_if_readable_by_others(job)
+        flag: list[FlagReading] = []  # the MQTT flag, once read
+        outcome, code = _outcome(job, opts, previous_run, flag)
+        if opts.live:
+            code = _save(job, loaded, code)
+        if opts.live and config.mqtt.enabled and (not flag or flag[0].reachable):
+            from iops.app.publish import publish_status
 
-    def save_if_changed() -> None:
-        if json.dumps(state, sort_keys=True) != loaded:
-            save_state(config.state_path, state)
-
-    if opts.live and state.get("paused"):
-        log.debug("Paused since --restore; run with --resume to carry on")
-        if config.mqtt.enabled:
-            _publish(config, state, Outcome(result="paused"), None, now, redactor)
-            save_if_changed()
-        return EXIT_OK
-    flag: FlagReading | None = None
-    if config.mqtt.enabled and not opts.force:
-        from iops.services.mqtt import read_enable_flag
-
-        flag = read_enable_flag(config.mqtt)
-        if not flag.enabled:
-            log.debug("Disabled by MQTT (%s)", flag.reason)
-            if opts.live and config.mqtt.restore_when_off and not state.get("restored_when_off"):
-                from iops.app.restore import restore_when_off
-
-                restore_when_off(config, state, redactor)
-            if opts.live and flag.reachable:
-                _publish(config, state, Outcome(result="disabled"), flag, now, redactor)
-            if opts.live:
-                save_if_changed()
-            return EXIT_OK
-        state.pop("restored_when_off", None)
-    try:
-        outcome = _run(config, opts, now, state, redactor)
-    except CredentialsRejected as err:
-        log.error("%s: check %s in %s", err, err.key, config.path)
-        outcome, code = Outcome(result="error", detail=str(err)), EXIT_CONFIG
-    except ConfigError as err:
-        for problem in err.problems:
-            log.error("%s", problem)
-        outcome, code = Outcome(result="config error"), EXIT_CONFIG
-    except ServiceError as err:
-        _note_failure(state, err, now, previous_run)
-        outcome, code = Outcome(result="error", detail=str(err)), EXIT_SERVICE
-    except InvalidTariff as err:
-        log.error("Built an invalid tariff (a bug, nothing posted): %s", err)
-        outcome, code = Outcome(result="error", detail="invalid tariff (a bug; nothing posted)"), EXIT_SERVICE
-    except StateUnwritable as err:
-        log.error("%s", err)
-        outcome, code = Outcome(result="error", detail=str(err)), EXIT_SERVICE
-    except Exception as err:  # a bug: said in the log and the MQTT status, never silent
-        log.exception("Unexpected error (a bug; please report it); nothing more was posted this run")
-        detail = f"unexpected {type(err).__name__}: {err}"
-        _note_failure(state, ServiceUnavailable("Scheduler", detail), now, previous_run)
-        outcome, code = Outcome(result="error", detail=detail), EXIT_SERVICE
-    else:
-        code = EXIT_OK
-        _note_success(state, outcome.answered)
-    finally:
-        if opts.live and json.dumps(state, sort_keys=True) != loaded:
-            try:
-                save_state(config.state_path, state)
-            except OSError as err:
-                log.error("%s", StateUnwritable(config.state_path, err))
-                code = EXIT_SERVICE
-    if opts.live and config.mqtt.enabled and (flag is None or flag.reachable):
-        saved = json.dumps(state, sort_keys=True)
-        _publish(config, state, outcome, flag, now, redactor)
-        if json.dumps(state, sort_keys=True) != saved:
-            save_state(config.state_path, state)
+            before = cache.dumps(job.state)
+            job.state = publish_status(config, job.state, outcome, flag[0] if flag else None, now, job.redactor)
+            if cache.dumps(job.state) != before:
+                cache.save(config.state_path, records.finish(job.state))
     return code
 
 
-def _run(
-    config: Config, opts: Options, now: datetime, state: dict[str, Any], redactor: RedactSecrets | None
-) -> Outcome:
+def _outcome(job: Job, opts: Options, previous_run: float | None, flag: list[FlagReading]) -> tuple[Outcome, int]:
+    """The run's steps, each failure mapped to an exit code and an outcome (for the MQTT status)."""
+    config = job.config
+    try:
+        refused = _refused_credentials_still_in_config(job)
+        if refused is not None:
+            return refused, EXIT_CONFIG
+        if opts.live and _paused(job, opts):
+            return Outcome(result="paused"), EXIT_OK
+        if config.mqtt.enabled and not opts.force:
+            from iops.services.mqtt import read_enable_flag
+
+            flag.append(read_enable_flag(config.mqtt))
+            if not flag[0].enabled:
+                log.debug("Disabled by MQTT (%s)", flag[0].reason)
+                if opts.live:
+                    _switched_off(job)
+                return Outcome(result="disabled"), EXIT_OK
+            _switched_on(job)
+        outcome = _cron(job, opts)
+    except CredentialsRejected as err:
+        job.state = job.state.put(
+            note_refusal(job.state.get(Failure), err, job.now, credentials_of(config), config.path)
+        )
+        return Outcome(result="error", detail=str(err)), EXIT_CONFIG
+    except ConfigError as err:
+        for problem in err.problems:
+            log.error("%s", problem)
+        return Outcome(result="config error"), EXIT_CONFIG
+    except ServiceError as err:
+        job.state = job.state.put(note_failure(job.state.get(Failure), err, job.now, previous_run))
+        return Outcome(result="error", detail=str(err)), EXIT_SERVICE
+    except InvalidTariff as err:
+        log.error("Built an invalid tariff (a bug, nothing posted): %s" if err.ours else "%s", err)
+        return Outcome(result="error", detail="invalid tariff; nothing posted"), EXIT_SERVICE
+    except SchedulerError as err:  # our own files: the cache or the durable records
+        log.error("%s", err)
+        return Outcome(result="error", detail=str(err)), EXIT_SERVICE
+    except Exception as err:  # a bug: said in the log and the MQTT status, never silent
+        log.exception("Unexpected error (a bug; please report it); nothing more was posted this run")
+        detail = f"unexpected {type(err).__name__}: {err}"
+        failure = note_failure(job.state.get(Failure), ServiceUnavailable("Scheduler", detail), job.now, previous_run)
+        job.state = job.state.put(failure)
+        return Outcome(result="error", detail=detail), EXIT_SERVICE
+    job.state = job.state.put(note_success(job.state.get(Failure), outcome.answered))
+    return outcome, EXIT_OK
+
+
+def _cron(job: Job, opts: Options) -> Outcome:
     """Poll Octopus if the policy says so and build the tariff; then post, verify or wait at Tesla."""
-    octopus_calls, tesla_calls, problems = load_calls(state)
-    for problem in problems:
-        log.warning("State file %s: dropped %s", config.state_path, problem)
-    tesla_calls = for_site(tesla_calls, config.tesla.site_id)
+    config, now = job.config, job.now
+    octopus_calls = job.state.get(OctopusCalls)
+    tesla_calls = for_site(job.state.get(TeslaCalls), config.tesla.site_id)
     octopus_plan = plan_octopus(octopus_calls, now, config.octopus.poll_minutes, force=opts.force or not opts.live)
-    redact_tokens(state, redactor)
     built = None
     if octopus_plan.action == "poll":
         from iops.app.gather import Polled, poll
 
-        polled = Polled()
+        polled = Polled(job.state)
         try:
-            built = poll(config, now, state, polled, redactor, live=opts.live, show=opts.show, dry_run=opts.dry_run)
+            built = poll(config, now, polled, job.redactor, live=opts.live, show=opts.show, dry_run=opts.dry_run)
         except ServiceError as err:
-            if opts.live:
-                limited = isinstance(err, RateLimited) and err.service == "Octopus"
-                spent = after_octopus_failure(octopus_calls, now, polled.requests, rate_limited=limited)
-                state["octopus_calls"] = dump(spent)
+            limited = isinstance(err, RateLimited) and err.service == "Octopus"
+            spent = after_octopus_failure(octopus_calls, now, polled.requests, rate_limited=limited)
+            job.state = polled.state.put(spent)
             raise
         if not opts.live:
             return Outcome(result="dry run", digest=built.digest, plan=built.plan)
-        octopus_calls = after_poll(
-            octopus_calls, now, polled.requests, polled.dispatches, polled.events, smart_control=polled.smart_control
-        )
-        state["octopus_calls"] = dump(octopus_calls)
+        dispatches, events = polled.dispatches, polled.events
+        calls = after_poll(octopus_calls, now, polled.requests, dispatches, events, smart_control=polled.smart_control)
+        job.state = polled.state.put(calls)
     else:
         log.debug("Octopus not polled: %s", octopus_plan.reason)
     fresh = (built.digest, built.tariff) if built else None
@@ -178,17 +170,23 @@ def _run(
     try:
         from iops.app.apply import apply
 
-        tesla_calls = apply(config, tesla_plan, tesla_calls, state, now, redactor)
+        built_now = built is not None and tesla_plan.tariff is built.tariff
+        tesla_calls = apply(
+            config, tesla_plan, tesla_calls, job.records, now, built_now=built_now, prove_writable=job.save
+        )
+    except InvalidTariff:  # one kept in the state (a damaged or foreign one): forget it, so the next poll builds afresh
+        tesla_calls = replace(tesla_calls, pending_hash="", pending_tariff=None, posted_hash="", posted_tariff=None)
+        raise
     except CredentialsRejected:
         raise
     except ServiceError as err:
         if err.service == "Tesla":  # no Tesla request until the back-off ends; Octopus is still polled
-            retry_after = err.retry_after if isinstance(err, RateLimited) else None
-            tesla_calls = after_tesla_failure(tesla_calls, now, retry_after, rate_limited=isinstance(err, RateLimited))
+            tesla_calls = after_tesla_error(tesla_calls, now, err)
         raise
     finally:
-        state["tesla"] = dump(tesla_calls)
+        job.state = job.state.put(tesla_calls)
     digest = built.digest if built else tesla_calls.posted_hash
+    plan = built.plan if built else None
     if tesla_plan.action == "post":
         from iops.core.schedule_view import describe
 
@@ -196,74 +194,99 @@ def _run(
         where = describe(built.plan, core, built.reasons) if built and digest == tesla_plan.digest else ""
         log.info("Posted tariff %s (%s)%s", tesla_plan.digest[:12], tesla_plan.reason, f": {where}" if where else "")
         answered = frozenset({"Tesla", *(["Octopus"] if built else [])})
-        plan = built.plan if built else None
         return Outcome(result="posted", posted=True, digest=tesla_plan.digest, plan=plan, answered=answered)
-    result: Result = {
-        "verify": "verified",
-        "wait": "waiting",
-        "nothing": "unchanged" if built else "between polls",
-    }[tesla_plan.action]
+    result: Result = {"verify": "verified", "wait": "waiting", "nothing": "unchanged" if built else "between polls"}[
+        tesla_plan.action
+    ]
     if octopus_plan.action == "wait" and tesla_plan.action == "nothing":
         result = "backing off"
     log.debug("Tariff %s: %s (%s)", digest[:12], result, tesla_plan.reason)
     answered = frozenset([*(["Octopus"] if built else []), *(["Tesla"] if tesla_plan.action == "verify" else [])])
-    return Outcome(result=result, digest=digest, plan=built.plan if built else None, answered=answered)
+    return Outcome(result=result, digest=digest, plan=plan, answered=answered)
 
 
-def _publish(
-    config: Config,
-    state: dict[str, Any],
-    outcome: Outcome,
-    flag: FlagReading | None,
-    now: datetime,
-    redactor: RedactSecrets | None,
-) -> None:
-    from iops.app.publish import publish_status
+def _paused(job: Job, opts: Options) -> bool:
+    """Whether --restore paused this config. The pause lives in the durable records, which a quiet
+    minute does not open: it is read only when the run has something to do."""
+    config, now = job.config, job.now
+    tesla_calls = for_site(job.state.get(TeslaCalls), config.tesla.site_id)
+    busy = (
+        config.mqtt.enabled
+        or "paused" in job.records.legacy
+        or plan_octopus(job.state.get(OctopusCalls), now, config.octopus.poll_minutes, force=opts.force).action
+        == "poll"
+        or plan_tesla(tesla_calls, None, now, config.tesla.verify_hours, force=opts.force).action in ("post", "verify")
+    )
+    if not busy:
+        return False
+    pause = job.records.store().pause()
+    if pause is None:
+        return False
+    log.debug("Paused since --restore; run with --resume to carry on")
+    if pause.put_back:
+        from iops.app.restore import finish_pending_put_back
 
-    publish_status(config, state, outcome, flag, now, redactor)
-
-
-def _note_failure(state: dict[str, Any], err: ServiceError, now: datetime, previous_run: float | None) -> None:
-    """Log a failure once, then hourly while it lasts (a cron job must not flood its log)."""
-    failing = state.setdefault("failing", {})
-    if not isinstance(failing.get("runs", 0), int) or not isinstance(failing.get("logged", 0), int | float):
-        failing.clear()  # a record this version did not write: start it afresh
-    reason = str(err)
-    if failing.get("reason") != reason:
-        log.error("%s; keeping the current tariff", reason)
-        if not failing:  # a new failure: the run before this one was the last to succeed
-            failing["last_success"] = previous_run
-        failing.update(reason=reason, service=err.service, since=now.timestamp(), logged=now.timestamp(), runs=1)
-        return
-    failing["runs"] = int(failing.get("runs", 0)) + 1
-    if now.timestamp() - float(failing.get("logged", 0)) >= STILL_FAILING_EVERY.total_seconds():
-        log.warning("Still failing after %d runs: %s", failing["runs"], reason)
-        failing["logged"] = now.timestamp()
-    else:
-        log.debug("Still failing: %s", reason)
+        finish_pending_put_back(job, pause)
+    return True
 
 
-def _note_success(state: dict[str, Any], answered: frozenset[str]) -> None:
-    """A failure streak ends when the service that failed answers again (not just any service)."""
-    failing = state.get("failing")
-    if not isinstance(failing, dict) or not answered:
-        return
-    if failing.get("service") in answered or failing.get("service") is None:
-        state.pop("failing")
-        log.info("Services back after %s failed run(s)", failing.get("runs", 1))
+def _switched_off(job: Job) -> None:
+    """[mqtt] restore_when_off: switched off, the site gets the user's own tariff back, once."""
+    from iops.app.publish import MqttMemory
+
+    memory = job.state.get(MqttMemory)
+    if job.config.mqtt.restore_when_off and not memory.restored_when_off:
+        from iops.app.restore import restore_when_off
+
+        if restore_when_off(job):
+            job.state = job.state.put(replace(job.state.get(MqttMemory), restored_when_off=True))
 
 
-def _warn_if_readable_by_others(path: Path, state: dict[str, Any]) -> None:
+def _switched_on(job: Job) -> None:
+    from iops.app.publish import MqttMemory
+
+    memory = job.state.get(MqttMemory)
+    if memory.restored_when_off:
+        job.state = job.state.put(replace(memory, restored_when_off=False))
+
+
+def _refused_credentials_still_in_config(job: Job) -> Outcome | None:
+    """A service refused these very credentials a short while ago: wait for the user to change them
+    (or for the back-off to end), rather than be refused again every minute."""
+    failure = job.state.get(Failure)
+    if not failure.credentials or failure.credentials != credentials_of(job.config):
+        return None
+    if job.now.timestamp() >= failure.retry_at:
+        return None
+    log.debug("Still waiting for a change to %s (refused: %s)", failure.key, failure.reason)
+    return Outcome(result="error", detail=failure.reason)
+
+
+def _save(job: Job, loaded: str, code: int) -> int:
+    """Keep what the run changed; a cache that cannot be written is an error of the run."""
+    state = job.records.finish(job.state)
+    if cache.dumps(state) == loaded:
+        return code
+    try:
+        cache.save(job.config.state_path, state)
+    except OSError as err:
+        log.error("%s", StateUnwritable(job.config.state_path, err))
+        return EXIT_SERVICE
+    return code
+
+
+def _warn_if_readable_by_others(job: Job) -> None:
     """The config holds keys: when others may read it, say so on stderr every run, and in the log once."""
+    path = job.config.path
     mode = path.stat().st_mode & 0o777
-    notes = state.get("notes") if isinstance(state.get("notes"), dict) else None
+    notes = job.state.get(Notes)
     if not mode & 0o077:
-        if notes is not None and notes.pop("config_mode", None) is not None and not notes:
-            state.pop("notes")
+        if notes.config_mode is not None:
+            job.state = job.state.put(replace(notes, config_mode=None))
         return
     message = f"{path} can be read by other users (mode {mode:o}) and holds your keys: run  chmod 600 {path}"
-    if (notes or {}).get("config_mode") == mode:
+    if notes.config_mode == mode:
         print(f"WARNING {message}", file=sys.stderr)
         return
     log.warning("%s", message)
-    state.setdefault("notes", {})["config_mode"] = mode
+    job.state = job.state.put(replace(notes, config_mode=mode))

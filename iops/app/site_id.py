@@ -6,15 +6,16 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from iops.app.args import Command, Option, read_command_line
-from iops.app.clients import locked_site
-from iops.app.config import is_placeholder, load_config
-from iops.app.exits import EXIT_CONFIG, EXIT_OK, cli_failure
-from iops.core.errors import ConfigError, SchedulerError
-from iops.core.settings import Config
+from iops.app.clients import tesla_site
+from iops.app.config import is_placeholder
+from iops.app.exits import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE
+from iops.app.protected import Job, run_command
+from iops.core.errors import ConfigError
 from iops.services.tesla import EnergySite
 
 COMMAND = Command(
@@ -86,46 +87,38 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def list_sites(config: Config) -> list[EnergySite]:
-    """The account's energy sites (under the run lock: a Fleet token may rotate on the way)."""
-    import requests
-
-    with requests.Session() as session, locked_site(config, session) as tesla:
-        return tesla.products()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = read_command_line(COMMAND, argv)
     if isinstance(args, int):
         return args
     path = Path(args.config).expanduser().resolve()
-    try:
-        config = load_config(path, need_octopus=False, need_tesla=False)
+
+    def work(job: Job) -> int:
+        config = job.config
         if is_placeholder(config.tesla.api_key) and not config.tesla.refresh_token:
             raise ConfigError([f"{path}: [tesla] api_key: missing or still a placeholder (or set TESLA_API_KEY)"])
-    except (ConfigError, OSError) as err:
-        problems = err.problems if isinstance(err, ConfigError) else [f"{path}: {err}"]
-        print("\n".join(problems), file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        sites = list_sites(config)
-    except SchedulerError as err:
-        code, message = cli_failure(err, path)
-        print(message, file=sys.stderr)
-        return code
-    if not sites:
-        print("No energy sites on this account.", file=sys.stderr)
-        return EXIT_CONFIG
-    print(f"{'site ID':<20} {'Powerwall':<10} name")
-    for site in sites:
-        print(f"{site.site_id:<20} {'yes' if site.has_battery else 'no':<10} {site.name}")
-    if not args.write:
-        return EXIT_OK
-    try:
+        import requests
+
+        with requests.Session() as session:
+            sites = tesla_site(session, config, job.records, time.time).products()
+        if not sites:
+            print("No energy sites on this account.", file=sys.stderr)
+            return EXIT_CONFIG
+        job.say(f"{'site ID':<20} {'Powerwall':<10} name")
+        for site in sites:
+            job.say(f"{site.site_id:<20} {'yes' if site.has_battery else 'no':<10} {site.name}")
+        if not args.write:
+            return EXIT_OK
         chosen = choose_site(sites, args.site)
-    except ConfigError as err:
-        print("\n".join(err.problems), file=sys.stderr)
-        return EXIT_CONFIG
-    write_atomically(path, set_ini_value(path.read_text(encoding="utf-8"), "tesla", "site_id", chosen.site_id))
-    print(f"Saved [tesla] site_id = {chosen.site_id} ({chosen.name or 'unnamed'}) in {path}")
-    return EXIT_OK
+        try:
+            write_atomically(path, set_ini_value(path.read_text(encoding="utf-8"), "tesla", "site_id", chosen.site_id))
+        except OSError as err:
+            print(
+                f"Cannot write {path} ({err.strerror or err}); it is unchanged. Check the disk and the file's owner",
+                file=sys.stderr,
+            )
+            return EXIT_SERVICE
+        job.say(f"Saved [tesla] site_id = {chosen.site_id} ({chosen.name or 'unnamed'}) in {path}")
+        return EXIT_OK
+
+    return run_command(path, work, need_octopus=False, need_tesla=False, log_to_file=False)

@@ -9,10 +9,13 @@ answer out and reports back through the ``after_*`` functions, which return the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
+
+from iops.core.errors import RateLimited, ServiceError
+from iops.core.memory import PAST, ahead
 
 HOUR = 3600.0
 OCTOPUS_BUDGET = 20  # requests an hour on a quiet day
@@ -27,94 +30,34 @@ OCTOPUS_RATE_LIMIT_DELAYS = (300.0, 600.0, 1200.0, 1800.0)  # KT-CT-1199: 5, 10,
 
 @dataclass(frozen=True)
 class OctopusCalls:
-    """What the Octopus schedule needs to remember between runs."""
+    """What the Octopus schedule needs to remember between runs (the "octopus_calls" section)."""
 
-    polled_at: float = 0.0
-    requests: tuple[float, ...] = ()  # when requests were made in the last hour
+    polled_at: float = field(default=0.0, metadata=PAST)
+    requests: tuple[float, ...] = field(default=(), metadata=PAST)  # when requests were made in the last hour
     dispatches: tuple[tuple[float, float], ...] = ()  # known planned dispatches (start, end)
     events: tuple[tuple[float, float], ...] = ()  # known Power Ups and saving sessions (start, end)
     smart_control: bool = False  # the last poll showed a car under smart control
-    backoff_until: float = 0.0
+    backoff_until: float = field(default=0.0, metadata=ahead(OCTOPUS_RATE_LIMIT_DELAYS[-1]))
     backoff_step: int = -1
 
 
 @dataclass(frozen=True)
 class TeslaCalls:
-    """What the Tesla schedule needs to remember: what was posted, what waits, and when to act."""
+    """What the Tesla schedule needs to remember: what was posted, what waits, and when to act
+    (the "tesla" section)."""
 
     site_id: str = ""
     posted_hash: str = ""  # the tariff Tesla accepted last
     posted_tariff: dict[str, Any] | None = None  # kept so that a run between polls can verify or repost it
-    posted_at: float = 0.0
-    verify_at: float = 0.0  # when to read the live tariff back next
-    verified_at: float = 0.0
-    repost_at: float = 0.0  # a mismatch found at verification: post ours again then
+    posted_at: float = field(default=0.0, metadata=PAST)
+    verify_at: float = field(default=0.0, metadata=ahead(VERIFY_AFTER))  # when to read the live tariff back next
+    verified_at: float = field(default=0.0, metadata=PAST)
+    repost_at: float = field(default=0.0, metadata=ahead(MISMATCH_DELAYS[-1]))  # a mismatch: post ours again then
     mismatch_step: int = -1
     pending_hash: str = ""  # built, not yet posted (spacing or back-off)
     pending_tariff: dict[str, Any] | None = None
-    backoff_until: float = 0.0
+    backoff_until: float = field(default=0.0, metadata=ahead(max(RATE_LIMIT_CAP, OUTAGE_DELAYS[-1])))
     backoff_step: int = -1
-
-
-def _coerce(cls: type[Any], raw: Any, problems: list[str]) -> Any:
-    """A typed value from a state section; fields of the wrong type fall back to their default."""
-    if not isinstance(raw, Mapping):
-        if raw is not None:
-            problems.append(f"{cls.__name__}: not an object")
-        return cls()
-    values: dict[str, Any] = {}
-    defaults = cls()
-    for f in fields(cls):
-        if f.name not in raw:
-            continue
-        value, default = raw[f.name], getattr(defaults, f.name)
-        if isinstance(default, tuple):
-            value = _pairs(value) if f.name in ("dispatches", "events") else _numbers(value)
-            ok = value is not None
-        elif isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 4e9
-            value = float(value) if ok else default
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool) and -1 <= value < 100
-        elif isinstance(default, str):
-            ok = isinstance(value, str)
-        else:  # the kept tariffs
-            ok = value is None or isinstance(value, dict)
-        if ok:
-            values[f.name] = value
-        else:
-            problems.append(f"{cls.__name__}.{f.name}: unusable value")
-    return cls(**values)
-
-
-def _numbers(value: Any) -> tuple[float, ...] | None:
-    if not isinstance(value, list | tuple) or not all(isinstance(v, int | float) for v in value):
-        return None
-    return tuple(float(v) for v in value)
-
-
-def _pairs(value: Any) -> tuple[tuple[float, float], ...] | None:
-    if not isinstance(value, list | tuple):
-        return None
-    pairs = [_numbers(v) for v in value]
-    if any(p is None or len(p) != 2 for p in pairs):
-        return None
-    return tuple((p[0], p[1]) for p in pairs if p is not None)
-
-
-def load_calls(state: Mapping[str, Any]) -> tuple[OctopusCalls, TeslaCalls, list[str]]:
-    problems: list[str] = []
-    octopus = _coerce(OctopusCalls, state.get("octopus_calls"), problems)
-    tesla = _coerce(TeslaCalls, state.get("tesla"), problems)
-    return octopus, tesla, problems
-
-
-def dump(calls: OctopusCalls | TeslaCalls) -> dict[str, Any]:
-    """The JSON form: defaults left out, so a quiet state stays small."""
-    defaults = asdict(type(calls)())
-    return {k: v for k, v in asdict(calls).items() if v != defaults[k]}
 
 
 # ---- Octopus ---------------------------------------------------------------------------------
@@ -124,6 +67,8 @@ OctopusAction = Literal["poll", "idle", "wait"]
 
 @dataclass(frozen=True)
 class OctopusPlan:
+    """What Octopus gets this run."""
+
     action: OctopusAction
     reason: str
     until: float = 0.0  # with "wait": the end of the back-off
@@ -202,6 +147,8 @@ TeslaAction = Literal["nothing", "post", "verify", "wait"]
 
 @dataclass(frozen=True)
 class TeslaPlan:
+    """What Tesla gets this run."""
+
     action: TeslaAction
     reason: str
     tariff: dict[str, Any] | None = None  # with "post": what to post
@@ -274,6 +221,40 @@ def after_verify(calls: TeslaCalls, now: datetime, *, matches: bool) -> TeslaCal
     step = calls.mismatch_step + 1
     delay = MISMATCH_DELAYS[min(step, len(MISMATCH_DELAYS) - 1)]
     return replace(calls, verify_at=0.0, verified_at=t, repost_at=t + delay, mismatch_step=step)
+
+
+def plan_restore(calls: TeslaCalls, now: datetime) -> TeslaPlan:
+    """Whether the user's own tariff (--restore, restore_when_off) may be posted now: the same
+    back-off, Retry-After and spacing as any post of ours."""
+    t = now.timestamp()
+    if t < calls.backoff_until:
+        return TeslaPlan("wait", "Tesla asked us to wait", until=calls.backoff_until)
+    ready = calls.posted_at + POST_SPACING
+    if t < ready:
+        return TeslaPlan("wait", "posts are at least 4 minutes apart", until=ready)
+    return TeslaPlan("post", "the user's own tariff")
+
+
+def after_restore(calls: TeslaCalls, now: datetime) -> TeslaCalls:
+    """The user's own tariff is live: nothing of ours is, so the next post of ours is a full one."""
+    return replace(
+        calls,
+        posted_hash="",
+        posted_tariff=None,
+        posted_at=now.timestamp(),
+        verify_at=0.0,
+        repost_at=0.0,
+        mismatch_step=-1,
+        backoff_until=0.0,
+        backoff_step=-1,
+    )
+
+
+def after_tesla_error(calls: TeslaCalls, now: datetime, err: ServiceError) -> TeslaCalls:
+    """A Tesla request failed: no Tesla request until the back-off ends (Octopus is still polled)."""
+    if isinstance(err, RateLimited):
+        return after_tesla_failure(calls, now, err.retry_after, rate_limited=True)
+    return after_tesla_failure(calls, now, None, rate_limited=False)
 
 
 def after_tesla_failure(

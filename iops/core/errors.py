@@ -64,5 +64,30 @@ class StateUnwritable(SchedulerError):
         )
 
 
+class StoreUnusable(SchedulerError):
+    """The durable records cannot be read or written: the command stops (exit 1) and leaves the file
+    as it is, since it holds what nothing can rebuild."""
+
+    def __init__(self, path: object, reason: str, *, writing: bool = False) -> None:
+        self.path = path
+        what = "write to" if writing else "read"
+        fix = (
+            "check that this user may write it and its folder, and that the disk has space"
+            if writing
+            else f"restore it from a backup, or move it aside (mv {path} {path}.broken) to start afresh: "
+            "you would then sign in to Tesla again (Fleet API), and --restore would have nothing to put back"
+        )
+        super().__init__(
+            f"Cannot {what} the durable records {path} ({reason}); nothing posted. They hold the Fleet API "
+            f"token chain, your own tariff and the pause, which nothing can rebuild, so the file is left as it is. "
+            f"Fix: {fix}"
+        )
+
+
 class InvalidTariff(SchedulerError):
-    """We built a tariff that breaks Tesla's rules: a bug in this program, never posted."""
+    """A tariff that breaks Tesla's rules, never posted: one we built (a bug in this program), or,
+    with ``ours=False``, one taken from elsewhere (a damaged or foreign state, the user's own)."""
+
+    def __init__(self, message: str, *, ours: bool = True) -> None:
+        self.ours = ours
+        super().__init__(message)

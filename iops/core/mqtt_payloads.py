@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -183,30 +183,48 @@ def discovery_messages(config: MqttConfig) -> list[tuple[str, dict[str, Any]]]:
 
 @dataclass(frozen=True)
 class DiscoveryPlan:
+    """What discovery this run publishes, and what to remember once the broker has taken it."""
+
     publish: list[tuple[str, str]]  # (topic, payload); an empty payload removes the entity
-    memory: dict[str, Any]  # what to keep in the state once the broker has taken them
+    digest: str  # of the discovery in force ("" when discovery is off)
+    at: float  # when it was last sent
+    topics: tuple[str, ...]  # its topics, so that entities no longer ours can be removed later
+
+    @property
+    def sent(self) -> tuple[str, float, tuple[str, ...]] | None:
+        """What to remember once the broker has taken it (None: no discovery of ours is out there)."""
+        return (self.digest, self.at, self.topics) if self.digest else None
 
 
 def plan_discovery(
-    config: MqttConfig, memory: Mapping[str, Any], legacy_digest: bool, now: datetime, *, status_retained: bool | None
+    config: MqttConfig,
+    sent: tuple[str, float, Sequence[str]] | None,
+    legacy_digest: bool,
+    now: datetime,
+    *,
+    status_retained: bool | None,
 ) -> DiscoveryPlan:
     """Which discovery messages this run sends: when changed, daily, and when the broker lost its
-    retained status (a sign it lost the discovery too); and empty ones for entities no longer ours."""
+    retained status (a sign it lost the discovery too); and empty ones for entities no longer ours.
+
+    ``sent``: the digest, time and topics of the discovery last sent, if any.
+    """
     wanted = discovery_messages(config) if config.discovery else []
-    topics = [topic for topic, _ in wanted]
+    topics = tuple(topic for topic, _ in wanted)
     digest = hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest() if wanted else ""
-    known = memory.get("topics")
-    if not isinstance(known, list):
+    if sent is not None:
+        known: Sequence[str] = sent[2]
+    else:
         prefix = config.discovery_prefix.rstrip("/")
         legacy = [f"{prefix}/{kind}/{LEGACY_NODE}/{key}/config" for kind, key in LEGACY_ENTITIES]
         known = legacy if legacy_digest else []
     removals = [(str(topic), "") for topic in known if topic not in topics]
-    last = float(memory.get("at") or 0)
+    last = sent[1] if sent is not None else 0.0
     due = bool(wanted) and (
-        memory.get("digest") != digest
+        sent is None
+        or sent[0] != digest
         or now.timestamp() - last >= DISCOVERY_EVERY.total_seconds()
         or status_retained is False
     )
     publish = [(topic, json.dumps(payload, sort_keys=True)) for topic, payload in wanted] if due else []
-    kept = {"digest": digest, "at": now.timestamp() if due else last, "topics": topics} if wanted else {}
-    return DiscoveryPlan(publish=publish + removals, memory=kept)
+    return DiscoveryPlan(publish=publish + removals, digest=digest, at=now.timestamp() if due else last, topics=topics)

@@ -14,6 +14,8 @@ if TYPE_CHECKING:  # the idle minute loads the settings, never the rules
 
 @dataclass(frozen=True)
 class OctopusConfig:
+    """[octopus]: the account and where Kraken answers."""
+
     api_key: str = field(repr=False)
     account_number: str
     graphql_url: str
@@ -24,6 +26,8 @@ class OctopusConfig:
 
 @dataclass(frozen=True)
 class TeslaConfig:
+    """[tesla]: the site, the back end (Tessie, Teslemetry, Fleet API) and its credentials."""
+
     api_key: str = field(repr=False)
     site_id: str
     api_base_url: str
@@ -36,6 +40,8 @@ class TeslaConfig:
 
 @dataclass(frozen=True)
 class TariffConfig:
+    """[tariff]: prices, the fixed off-peak window, and how smart slots are billed."""
+
     rates_auto: bool
     import_peak: float | None
     import_off_peak: float | None
@@ -52,6 +58,8 @@ class TariffConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
+    """[features]: Power Ups, saving sessions, auto-join."""
+
     free_electricity: bool
     saving_sessions: bool
     min_saving_offset: float
@@ -62,6 +70,8 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class MqttConfig:
+    """[mqtt]: the on/off switch, the status and Home Assistant discovery."""
+
     enabled: bool
     host: str
     port: int
@@ -84,6 +94,8 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class DebugConfig:
+    """[debug]: previews, logging and timeouts."""
+
     dry_run: bool
     force: bool
     debug: bool
@@ -93,6 +105,8 @@ class DebugConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """A whole config file, checked; where its cache, durable records, lock and log live."""
+
     path: Path
     octopus: OctopusConfig
     tesla: TeslaConfig
@@ -103,8 +117,13 @@ class Config:
 
     @property
     def state_path(self) -> Path:
-        # One state file per config, beside it, so several configs never share one.
+        # The cache (JSON), one per config, beside it, so several configs never share one.
         return self.path.with_name(self.path.name + ".state.json")
+
+    @property
+    def store_path(self) -> Path:
+        # The durable records (SQLite): what cannot be rebuilt, kept apart from the cache.
+        return self.path.with_name(self.path.name + ".db")
 
     @property
     def lock_path(self) -> Path:

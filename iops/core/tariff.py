@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -344,15 +345,28 @@ def _side_rates(side: Mapping[str, Any]) -> dict[str, float]:
     return rates
 
 
-def validate_tariff(tariff: Mapping[str, Any]) -> list[str]:
-    """Every rule Tesla states (and the app's 24 h check), as a list of human-readable problems."""
+def validate_tariff(tariff: Mapping[str, Any], *, theirs: bool = False) -> list[str]:
+    """Every rule Tesla states (and the app's 24 h check), as a list of human-readable problems.
+
+    ``theirs``: a tariff read back from a site (the user's own, for --restore). Tesla accepts its
+    optional parts as it gave them: no sell side, or a sell side without a currency.
+    """
+    try:
+        return _problems(tariff, theirs=theirs)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError) as err:
+        return [f"unreadable ({type(err).__name__}: {str(err)[:80]})"]
+
+
+def _problems(tariff: Mapping[str, Any], *, theirs: bool) -> list[str]:
     problems: list[str] = []
-    sides = {"buy": tariff, "sell": tariff.get("sell_tariff") or {}}
+    sell = tariff.get("sell_tariff")
+    sides = {"buy": tariff} if theirs and not sell else {"buy": tariff, "sell": sell or {}}
     grids: dict[str, list[list[list[str]]]] = {}
     rates: dict[str, dict[str, float]] = {}
     for side_name, side in sides.items():
-        if side.get("currency") not in ("GBP", "EUR", "USD"):
-            problems.append(f"{side_name}: currency {side.get('currency')!r} is not GBP/EUR/USD")
+        currency = side.get("currency")
+        if currency not in ("GBP", "EUR", "USD") and not (theirs and side_name == "sell" and not currency):
+            problems.append(f"{side_name}: currency {currency!r} is not GBP/EUR/USD")
         grid = expand_side(side)
         grids[side_name] = grid
         for d, day in enumerate(grid):
@@ -368,9 +382,9 @@ def validate_tariff(tariff: Mapping[str, Any]) -> list[str]:
         for label in sorted(side_rates.keys() - labels_with_periods):
             problems.append(f"{side_name}: label {label} has a price but no periods")
         for label, price in sorted(side_rates.items()):
-            if price < 0:
-                problems.append(f"{side_name}: label {label} has a negative price {price}")
-    if not problems:
+            if not math.isfinite(price) or price < 0:
+                problems.append(f"{side_name}: label {label} has a price {price} that is not a finite price")
+    if not problems and "sell" in grids:
         for d in range(DAYS):
             for m in range(0, MINUTES_PER_DAY, 30):
                 buy = rates["buy"][grids["buy"][d][m][0]]

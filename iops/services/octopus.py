@@ -10,9 +10,10 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,13 @@ from iops.services.kraken_answers import (
     parse_agreements,
     parse_dispatch_data,
 )
+from iops.services.kraken_cache import (
+    REFRESH_LIFETIME_BOUND,
+    TOKEN_LIFETIME_BOUND,
+    CachedList,
+    CachedObject,
+    KrakenCache,
+)
 from iops.services.kraken_queries import (
     ACCOUNT_QUERY,
     DEVICES_QUERY,
@@ -56,71 +64,47 @@ TOKEN_MARGIN = timedelta(minutes=5)
 DEVICE_TTL = timedelta(hours=24)
 ACCOUNT_TTL = timedelta(hours=24)
 RATES_TTL = timedelta(hours=24)
+# Kraken codes that, after a fresh token, mean the key may not see this account.
+ACCOUNT_REFUSED_CODES = frozenset({"KT-CT-1111"})
 
 
 @dataclass(frozen=True)
 class PowerUpAnswer:
+    """The Power Up part of an answer: the events, or why there are none."""
+
     data: dict[str, Any] | None  # {"customerFlexibilityCampaignEvents": {"edges": [...]}}
     asked: bool  # False when the account has no import meter point to ask about
     failed: bool = False  # Octopus answered the rest of the query but not this field
 
 
-# The token cache's fields and their types; a field of another type is forgotten (and fetched anew).
-_CACHE_FIELDS: Mapping[str, type | tuple[type, ...]] = {
-    "identity": str,
-    "token": str,
-    "token_expires": (int, float),
-    "refresh_token": str,
-    "refresh_expires": (int, float),
-    "power_ups_failing": bool,
-}
-
-
-# Cached answers ({"at": time, "value": ...}) and the type of their value.
-_CACHED_VALUES: Mapping[str, type | tuple[type, ...]] = {
-    "devices": list,
-    "electricity_agreements": list,
-    "saving_sessions": dict,
-    "auto_rates": dict,
-    "power_ups": (dict, type(None)),
-}
-
-
-def _drop_odd_cache_fields(cache: dict[str, Any]) -> None:
-    for key in list(cache):
-        wanted = _CACHE_FIELDS.get(key, dict)  # every other entry is a cached {"at": ..., "value": ...}
-        value = cache[key]
-        odd = not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool)
-        if wanted is dict and isinstance(value, dict):
-            at = value.get("at", 0)
-            odd = not isinstance(at, int | float) or isinstance(at, bool)
-            odd = odd or not isinstance(value.get("value"), _CACHED_VALUES.get(key, object))
-        if odd:
-            log.warning("Forgot the cached Octopus %s: it was of an unexpected type", key)
-            del cache[key]
-
-
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+def finite(value: Any) -> float | None:
+    """A number from a service, or None: booleans, text, NaN, infinities and absurd sizes are refused."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and abs(value) < 1e12:
+        return float(value)
+    return None
 
 
 def _jwt_expiry(token: str) -> float | None:
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(claims["exp"])
+        return finite(claims["exp"])
     except (IndexError, ValueError, KeyError, TypeError):
         return None
 
 
+_LISTS = frozenset({"devices", "electricity_agreements"})  # cached answers that are JSON arrays
+
+
 class Kraken:
-    """Talks to Octopus. ``state`` is the caller's dict; it is updated in place for saving."""
+    """Talks to Octopus. It takes its part of the state (``cache``) and keeps it up to date in
+    ``self.cache``, a new frozen value after every change, for the caller to save."""
 
     def __init__(
         self,
         session: requests.Session,
         config: OctopusConfig,
-        state: dict[str, Any],
+        cache: KrakenCache,
         *,
         timeout: float,
         clock: Callable[[], float] = time.time,
@@ -128,17 +112,13 @@ class Kraken:
     ) -> None:
         self.session = session
         self.config = config
-        self.state = state.setdefault("octopus", {})
-        _drop_odd_cache_fields(self.state)
         self.timeout = timeout
         self.clock = clock
         self.sleep = sleep
         self.requests_made = 0
         # Cached entries are only valid for the key and account they were made with.
-        self.identity = hashlib.sha256(f"{config.api_key}|{config.account_number}".encode()).hexdigest()[:16]
-        if self.state.get("identity") != self.identity:
-            self.state.clear()
-            self.state["identity"] = self.identity
+        identity = hashlib.sha256(f"{config.api_key}|{config.account_number}".encode()).hexdigest()[:16]
+        self.cache = cache if cache.identity == identity else KrakenCache(identity=identity)
 
     # ---- the one way out -----------------------------------------------------------------
 
@@ -185,13 +165,21 @@ class Kraken:
     ) -> dict[str, Any]:
         """Run an authenticated query; on a refused token, mint a new one and retry once."""
         url = self.config.backend_graphql_url if backend else self.config.graphql_url
+        why = ""
         for attempt in (1, 2):
             headers = {"Authorization": self.token(force_new=attempt == 2)}
             try:
                 body = self._request("POST", url, json={"query": query, "variables": dict(variables)}, headers=headers)
                 return check_graphql(body, accepted_codes, optional)
-            except Reauthenticate as why:
+            except Reauthenticate as refused:
+                why = str(refused)
                 log.info("Octopus refused the token (%s); getting a new one", why)
+        if why in ACCOUNT_REFUSED_CODES:  # a token minted this moment still may not see the account
+            raise CredentialsRejected(
+                SERVICE,
+                f"this key may not use account {self.config.account_number} ({why})",
+                key="[octopus] account_number",
+            )
         raise CredentialsRejected(SERVICE, "token refused twice", key="[octopus] api_key")
 
     def rest_get(self, path: str, params: Mapping[str, str]) -> Any:
@@ -204,14 +192,12 @@ class Kraken:
     # ---- token ---------------------------------------------------------------------------
 
     def token(self, *, force_new: bool = False) -> str:
-        now = self.clock()
-        cached = self.state.get("token")
-        if not force_new and cached and now < float(self.state.get("token_expires", 0)) - TOKEN_MARGIN.total_seconds():
-            return str(cached)
-        refresh = self.state.get("refresh_token")
-        if not force_new and refresh and now < float(self.state.get("refresh_expires", 0)) - 60:
+        now, cache = self.clock(), self.cache
+        if not force_new and cache.token and now < cache.token_expires - TOKEN_MARGIN.total_seconds():
+            return cache.token
+        if not force_new and cache.refresh_token and now < cache.refresh_expires - 60:
             try:
-                return self._mint({"refreshToken": refresh})
+                return self._mint({"refreshToken": cache.refresh_token})
             except CredentialsRejected:
                 log.info("Octopus refresh token refused; using the API key")
         return self._mint({"APIKey": self.config.api_key})
@@ -224,19 +210,28 @@ class Kraken:
             if "refreshToken" in auth_input:
                 raise CredentialsRejected(SERVICE, "refresh token refused", key="[octopus] api_key") from err
             raise CredentialsRejected(SERVICE, f"API key rejected ({err})", key="[octopus] api_key") from err
-        result = data.get("obtainKrakenToken") or {}
+        result = data.get("obtainKrakenToken")
+        result = result if isinstance(result, dict) else {}
         token = result.get("token")
         if not isinstance(token, str) or not token:
             raise BadResponse(SERVICE, "obtainKrakenToken returned no token")
         raw_payload = result.get("payload")
         payload = raw_payload if isinstance(raw_payload, dict) else {}
-        claimed = payload.get("exp")
-        expires = claimed if isinstance(claimed, int | float) else _jwt_expiry(token) or self.clock() + 3600
-        self.state.update(
+        now = self.clock()
+        # A claimed expiry that is not a sane time is not trusted: an hour, as Kraken's tokens last.
+        claimed = finite(payload.get("exp")) or _jwt_expiry(token)
+        expires = claimed if claimed is not None and now < claimed <= now + TOKEN_LIFETIME_BOUND else now + 3600
+        refresh = result.get("refreshToken")
+        refresh_expires = finite(result.get("refreshExpiresIn"))
+        keep_refresh = isinstance(refresh, str) and bool(refresh) and refresh_expires is not None
+        self.cache = replace(
+            self.cache,
             token=token,
-            token_expires=float(expires),
-            refresh_token=result.get("refreshToken") or self.state.get("refresh_token"),
-            refresh_expires=_number(result.get("refreshExpiresIn")) or _number(self.state.get("refresh_expires")),
+            token_expires=expires,
+            refresh_token=refresh if keep_refresh and isinstance(refresh, str) else self.cache.refresh_token,
+            refresh_expires=min(refresh_expires, now + REFRESH_LIFETIME_BOUND)
+            if keep_refresh and refresh_expires is not None
+            else self.cache.refresh_expires,
         )
         return token
 
@@ -253,15 +248,24 @@ class Kraken:
     # ---- cached look-ups -----------------------------------------------------------------
 
     def cached(self, key: str, ttl: timedelta, produce: Callable[[], Any]) -> Any:
-        """A value kept in the state for ``ttl``; ``produce`` runs only when it is stale."""
-        entry = self.state.get(key)
-        if isinstance(entry, dict) and self.clock() - float(entry.get("at", 0)) < ttl.total_seconds():
-            value = entry.get("value")
-            if value is not None:
-                return value
+        """An answer kept in the cache for ``ttl``; ``produce`` runs only when it is stale."""
+        entry = getattr(self.cache, key)
+        if entry is not None and self.clock() - entry.at < ttl.total_seconds() and entry.value is not None:
+            return list(entry.value) if key in _LISTS else entry.value
         value = produce()
-        self.state[key] = {"at": self.clock(), "value": value}
+        self.keep(key, value)
         return value
+
+    def keep(self, key: str, value: Any) -> None:
+        """Keep an answer (read now) in the cache."""
+        at = self.clock()
+        changes: dict[str, Any] = {key: CachedList(at, tuple(value)) if key in _LISTS else CachedObject(at, value)}
+        self.cache = replace(self.cache, **changes)
+
+    def forget(self, key: str) -> None:
+        """Drop a cached answer, so that the next use asks again."""
+        changes: dict[str, Any] = {key: None}
+        self.cache = replace(self.cache, **changes)
 
     def devices(self) -> list[str]:
         """The account's live EVs and chargers (at most MAX_EVS), cached for a day."""
@@ -270,14 +274,16 @@ class Kraken:
 
     def _find_devices(self) -> list[str]:
         data = self.graphql(DEVICES_QUERY, {"accountNumber": self.config.account_number})
-        return self._remember_devices(data.get("devices"))
+        return self._remember_devices(data.get("devices"), known=None)
 
-    def _remember_devices(self, devices: Any) -> list[str]:
+    def _remember_devices(self, devices: Any, known: Sequence[str] | None) -> list[str]:
+        """The live EVs in an answer; the warnings about them are logged when the list changes."""
         evs = sorted(live_evs(devices))
-        if not evs:
-            log.warning("No live smart-charging device on the account; only the fixed window is used")
-        elif len(evs) > MAX_EVS:
-            log.warning("%d EVs on the account; only the first %d are followed", len(evs), MAX_EVS)
+        if known is None or evs[:MAX_EVS] != list(known):
+            if not evs:
+                log.warning("No live smart-charging device on the account; only the fixed window is used")
+            elif len(evs) > MAX_EVS:
+                log.warning("%d EVs on the account; only the first %d are followed", len(evs), MAX_EVS)
         return evs[:MAX_EVS]
 
     def agreements(self) -> list[Agreement]:
@@ -290,7 +296,7 @@ class Kraken:
         try:
             return [Agreement(**a) for a in self.cached("electricity_agreements", ACCOUNT_TTL, fetch)]
         except (TypeError, BadResponse):
-            self.state.pop("electricity_agreements", None)  # a cache from another version: ask again
+            self.forget("electricity_agreements")  # a cache from another version: ask again
             return [Agreement(**a) for a in self.cached("electricity_agreements", ACCOUNT_TTL, fetch)]
 
     def dispatches_and_power_ups(self, now: datetime, *, power_ups: bool) -> tuple[DispatchData, PowerUpAnswer]:
@@ -308,9 +314,9 @@ class Kraken:
         query = DISPATCH_QUERIES[(len(devices), agreement is not None)]
         data = self.graphql(query, variables, optional=frozenset(POWER_UP_KEYS))
         if data.get("devices") is not None:
-            seen = self._remember_devices(data["devices"])
+            seen = self._remember_devices(data["devices"], known=devices)
             if seen != devices:  # a car added or removed: follow it from the next run
-                self.state["devices"] = {"at": self.clock(), "value": seen}
+                self.keep("devices", seen)
         if agreement is None:
             return parse_dispatch_data(data, devices), PowerUpAnswer(None, asked=False)
         merged = merge_power_ups(data)
@@ -373,8 +379,12 @@ def fetch_auto_rates(kraken: Kraken, now: datetime) -> AutoRates:
 def cached_auto_rates(kraken: Kraken, now: datetime) -> AutoRates:
     """Rates cached for a day, and read again at once when another agreement takes over."""
     codes = ", ".join(a.tariff_code for a in agreements_now(kraken.agreements(), now))
-    entry = kraken.state.get("auto_rates")
-    if isinstance(entry, dict) and (entry.get("value") or {}).get("source") != codes:
-        kraken.state.pop("auto_rates")
+    entry = kraken.cache.auto_rates
+    if entry is not None and (entry.value or {}).get("source") != codes:
+        kraken.forget("auto_rates")
     value = kraken.cached("auto_rates", RATES_TTL, lambda: fetch_auto_rates(kraken, now).__dict__)
-    return AutoRates(**value)
+    try:
+        return AutoRates(**value)
+    except TypeError:  # a cache of another version's making: read the rates again
+        kraken.forget("auto_rates")
+        return AutoRates(**kraken.cached("auto_rates", RATES_TTL, lambda: fetch_auto_rates(kraken, now).__dict__))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from iops.core.errors import BadResponse, CredentialsRejected
 from iops.services import http
@@ -47,6 +48,8 @@ def check_tesla_body(body: Any) -> Any:
 
 @dataclass(frozen=True)
 class EnergySite:
+    """An energy site on the account, as the products list shows it."""
+
     site_id: str
     name: str
     has_battery: bool
@@ -62,14 +65,20 @@ def parse_products(body: Any) -> list[EnergySite]:
     for product in products:
         if not isinstance(product, dict) or "energy_site_id" not in product:
             continue
-        components = product.get("components") or {}
+        components = product.get("components")
+        components = components if isinstance(components, dict) else {}
         battery = bool(components.get("battery")) or product.get("resource_type") == "battery"
         if not battery and not components.get("solar"):
             continue  # e.g. a Wall Connector-only site
+        raw_id = product["energy_site_id"]
+        site_id = str(raw_id) if isinstance(raw_id, int | str) and not isinstance(raw_id, bool) else ""
+        if not site_id.isdigit():
+            log.warning("Skipped an energy site whose ID is not a number (%s)", type(raw_id).__name__)
+            continue
         sites.append(
             EnergySite(
                 # Kept as text: 16-digit IDs must never pass through a float.
-                site_id=str(product["energy_site_id"]),
+                site_id=site_id,
                 name=str(product.get("site_name") or ""),
                 has_battery=battery,
                 resource_type=str(product.get("resource_type") or ""),
@@ -83,45 +92,75 @@ def tou_settings_body(tariff: Mapping[str, Any]) -> dict[str, Any]:
     return {"tou_settings": {"tariff_content_v2": dict(tariff)}}
 
 
+@dataclass(frozen=True)
+class FleetChain:
+    """The Fleet API token chain: the refresh token in force (single-use: each renewal returns the
+    next), the access token it last gave, and the fingerprint of the config token that began it."""
+
+    seed: str = ""
+    refresh_token: str = field(default="", repr=False)
+    access_token: str = field(default="", repr=False)
+    expires_at: float = 0.0
+
+
+class ChainKeeper(Protocol):
+    """Where the chain is kept: durably, since a rotated refresh token exists nowhere else."""
+
+    def ready(self) -> None:
+        """Raise unless a rotated chain can be kept (asked before each rotation)."""
+
+    def keep(self, chain: FleetChain) -> None:
+        """Keep the chain at once; raise if it cannot be kept."""
+
+
 class FleetTokens:
     """Access tokens for the Tesla Fleet API from a refresh token (config ``refresh_token`` and ``client_id``).
 
-    Access tokens last about 8 hours. Refresh tokens are single-use: each refresh returns a new one
-    and the old one stops working, so the new one is saved (``save``, atomic) before it is used.
-    ``memory`` is this config's part of the state: access_token, expires_at, refresh_token, seed.
+    Access tokens last about 8 hours. Refresh tokens are single-use: each renewal returns a new one
+    and the old one stops working. So the keeper must be ready before a renewal is asked for, and
+    the rotated token is kept before anything else can fail. A different token in the config (one
+    newly pasted, or exported for one run) starts a new chain only once Tesla accepts it; until then
+    the saved chain stands.
     """
 
-    MARGIN = 300.0  # refresh this many seconds before expiry
+    MARGIN = 300.0  # renew this many seconds before expiry
+    LONGEST = 24 * 3600.0  # an expires_in beyond this is not believed
 
     def __init__(
         self,
         session: requests.Session,
         config: TeslaConfig,
-        memory: dict[str, Any],
-        save: Callable[[], None],
+        chain: FleetChain | None,
+        keeper: ChainKeeper,
         *,
         clock: Callable[[], float],
         timeout: float,
     ) -> None:
-        self.session, self.config, self.memory, self.save = session, config, memory, save
+        self.session, self.config, self.keeper = session, config, keeper
+        self.chain = chain or FleetChain()
         self.clock, self.timeout = clock, timeout
         self.requests_made = 0
-        if memory.get("seed") != _fingerprint(config.refresh_token):
-            # A refresh token newly pasted into the config starts a new chain.
-            memory.clear()
-            memory["seed"] = _fingerprint(config.refresh_token)
 
     def __call__(self, *, renew: bool = False) -> str:
-        token = self.memory.get("access_token")
-        expires = self.memory.get("expires_at")
-        fresh = isinstance(expires, int | float) and self.clock() < expires - self.MARGIN
-        if isinstance(token, str) and token and fresh and not renew:
-            return token
-        return self._refresh()
+        chain = self.chain
+        if chain.access_token and not renew and self.clock() < chain.expires_at - self.MARGIN:
+            return chain.access_token
+        seed = _fingerprint(self.config.refresh_token)
+        saved = chain if chain.refresh_token else None
+        if saved is not None and saved.seed == seed:
+            return self._renew(saved.refresh_token, seed)
+        try:  # the config names a token the saved chain did not start from (or there is no chain yet)
+            return self._renew(self.config.refresh_token, seed)
+        except CredentialsRejected as err:
+            if saved is None or err.key != "[tesla] refresh_token":
+                raise
+            log.warning(
+                "Tesla refused the refresh_token in the config (%s); carrying on with the saved token chain", err.reason
+            )
+            return self._renew(saved.refresh_token, saved.seed)
 
-    def _refresh(self) -> str:
-        current = self.memory.get("refresh_token")
-        refresh = current if isinstance(current, str) and current else self.config.refresh_token
+    def _renew(self, refresh: str, seed: str) -> str:
+        self.keeper.ready()  # the token about to be rotated must not be lost for want of a place to keep it
         self.requests_made += 1
         response = http.send(
             self.session,
@@ -133,29 +172,44 @@ class FleetTokens:
             allow_redirects=False,  # never hand a token to wherever a redirect points
         )
         try:
-            body = response.json()
+            fields = _lower_keys(response.json())
         except ValueError:
-            body = None
+            fields = {}
         if response.status_code in (400, 401, 403):
-            error = _lower_keys(body).get("error") or f"HTTP {response.status_code}"
+            error = str(fields.get("error") or f"HTTP {response.status_code}")[:80]
+            if error == "invalid_client":
+                raise CredentialsRejected(
+                    SERVICE, "client_id refused (invalid_client)", key="[tesla] client_id", status=response.status_code
+                )
             raise CredentialsRejected(
                 SERVICE,
                 f"refresh token refused ({error}); sign in again and paste the new refresh token",
                 key="[tesla] refresh_token",
                 status=response.status_code,
             )
-        fields = _lower_keys(body)
-        access, rotated, lifetime = fields.get("access_token"), fields.get("refresh_token"), fields.get("expires_in")
+        rotated = fields.get("refresh_token")
+        if response.status_code < 400 and isinstance(rotated, str) and rotated:
+            # The old token is spent now: keep the new one before anything else can fail.
+            self.chain = FleetChain(seed=seed, refresh_token=rotated)
+            self.keeper.keep(self.chain)
+            refresh = rotated
+        access, lifetime = fields.get("access_token"), _finite(fields.get("expires_in"))
         if response.status_code >= 400 or not isinstance(access, str) or not access:
             raise BadResponse(SERVICE, f"token endpoint answered HTTP {response.status_code} without a token")
-        self.memory.update(
-            access_token=access,
-            expires_at=self.clock() + (float(lifetime) if isinstance(lifetime, int | float) else 3600.0),
-            refresh_token=rotated if isinstance(rotated, str) and rotated else refresh,
+        if lifetime is None or not 0 < lifetime <= self.LONGEST:
+            lifetime = 3600.0
+        self.chain = FleetChain(
+            seed=seed, refresh_token=refresh, access_token=access, expires_at=self.clock() + lifetime
         )
-        self.save()
-        log.info("Tesla access token renewed; it lasts until %s UTC", _when(self.memory["expires_at"]))
+        self.keeper.keep(self.chain)
+        log.info("Tesla access token renewed; it lasts until %s UTC", _when(self.chain.expires_at))
         return access
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _fingerprint(secret: str) -> str:
@@ -216,16 +270,20 @@ class TeslaSite:
         except ValueError:
             parsed = None
         if response.status_code in (401, 403):
+            fleet = isinstance(self.token, FleetTokens)
+            # With a token chain the access token is ours to mint: a refusal is about the app's
+            # sign-in (a 403 most often about its scopes), not an api_key the user typed.
+            scopes = "; the sign-in must grant energy_device_data and energy_cmds" if fleet else ""
             raise CredentialsRejected(
                 SERVICE,
-                f"HTTP {response.status_code}: token refused",
-                key="[tesla] api_key",
+                f"HTTP {response.status_code}: token refused{scopes if response.status_code == 403 else ''}",
+                key="[tesla] refresh_token" if fleet else "[tesla] api_key",
                 status=response.status_code,
             )
         if response.status_code == 404:
             raise CredentialsRejected(SERVICE, "HTTP 404: no such energy site", key="[tesla] site_id", status=404)
         if response.status_code >= 400:
-            message = (_lower_keys(parsed).get("error") if parsed else None) or response.reason
+            message = str((_lower_keys(parsed).get("error") if parsed else None) or response.reason)[:200]
             raise BadResponse(SERVICE, f"HTTP {response.status_code}: {message}", status=response.status_code)
         if parsed is None:
             raise BadResponse(SERVICE, "answer is not JSON", status=response.status_code)
@@ -247,17 +305,14 @@ class TeslaSite:
 def connect(
     session: requests.Session,
     config: TeslaConfig,
-    memory: dict[str, Any],
-    save: Callable[[], None],
+    chain: FleetChain | None,
+    keeper: ChainKeeper,
     *,
     clock: Callable[[], float],
     timeout: float,
 ) -> TeslaSite:
-    """The Tesla client for a config: a fixed token (Tessie, Teslemetry, Fleet) or Fleet refresh tokens.
-
-    ``memory`` is the Fleet token chain's part of the state; ``save`` keeps it (the caller holds the lock).
-    """
+    """The Tesla client for a config: a fixed token (Tessie, Teslemetry, Fleet) or a Fleet token chain."""
     if not config.refresh_token:
         return TeslaSite(session, config.api_base_url, config.api_key, timeout=timeout)
-    tokens = FleetTokens(session, config, memory, save, clock=clock, timeout=timeout)
+    tokens = FleetTokens(session, config, chain, keeper, clock=clock, timeout=timeout)
     return TeslaSite(session, config.api_base_url, tokens, timeout=timeout)

@@ -1,0 +1,297 @@
+"""The durable records beside each config (``<config>.db``, SQLite): what nothing can rebuild.
+
+- the Fleet API token chain (a rotated refresh token exists nowhere else);
+- the tariff each site had before the scheduler's first post, for --restore;
+- the pause (from --restore until --resume).
+
+Every write is a transaction. The schema is versioned (``PRAGMA user_version``) and upgraded in
+place. The file is mode 0600, one per config, and never silently replaced: a file that cannot be
+read or written stops the command (exit 1) naming the file and the fix, and is left as it is.
+A quiet cron minute never opens it. Readable with the ``sqlite3`` command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import stat
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from iops.core.errors import StoreUnusable
+from iops.services.tesla import FleetChain
+
+if TYPE_CHECKING:
+    import sqlite3
+
+SCHEMA_VERSION = 1
+# Each step takes the schema from the version before it to its own number.
+MIGRATIONS: Mapping[int, tuple[str, ...]] = {
+    1: (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE fleet_chain (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             seed TEXT NOT NULL,
+             refresh_token TEXT NOT NULL,
+             access_token TEXT NOT NULL DEFAULT '',
+             expires_at REAL NOT NULL DEFAULT 0,
+             kept_at REAL NOT NULL)""",
+        """CREATE TABLE own_tariff (
+             site_id TEXT PRIMARY KEY,
+             tariff TEXT,  -- tariff_content_v2 as JSON; NULL when the site had none of the user's
+             note TEXT NOT NULL DEFAULT '',
+             kept_at REAL NOT NULL)""",
+        """CREATE TABLE pause (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             since REAL NOT NULL,
+             why TEXT NOT NULL,
+             put_back INTEGER NOT NULL DEFAULT 0  -- 1 while the user's own tariff waits to be posted back
+           )""",
+    ),
+}
+ACCESS_TOKEN_BOUND = 12 * 3600.0  # Fleet access tokens last about 8 hours
+
+
+@dataclass(frozen=True)
+class OwnTariff:
+    """The tariff a site had before the scheduler's first post to it."""
+
+    tariff: dict[str, Any] | None  # None: no tariff of the user's to put back (``note`` says why)
+    kept_at: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Pause:
+    """The scheduler is paused for this config (cron runs post nothing of ours) until --resume."""
+
+    since: float
+    why: str
+    put_back: bool = False  # the user's own tariff waits to be posted back (Tesla asked us to wait)
+
+
+class Store:
+    """An open store. Use ``Store.open`` (or iops.app.records, which opens it on first use)."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self.db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True) -> Store | None:
+        """The store at ``path``, made (mode 0600) when missing and ``create``; else None when missing."""
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            if not create:
+                return None
+            _create(path)
+        except OSError as err:
+            raise StoreUnusable(path, err.strerror or str(err)) from err
+        else:
+            if not stat.S_ISREG(info.st_mode):
+                raise StoreUnusable(path, "it is not a file")
+            if info.st_mode & 0o077:
+                with contextlib.suppress(OSError):
+                    path.chmod(0o600)  # it holds a token: readable by its owner only
+        import sqlite3
+
+        try:
+            connection = sqlite3.connect(path, timeout=10, isolation_level=None)
+        except sqlite3.Error as err:
+            raise StoreUnusable(path, str(err)) from err
+        store = cls(connection, path)
+        try:
+            store._upgrade()
+        except BaseException:
+            connection.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---- transactions and errors --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _guard(self, *, writing: bool = False) -> Iterator[None]:
+        import sqlite3
+
+        try:
+            yield
+        except sqlite3.DatabaseError as err:  # corruption, not a database, a full disk, read-only
+            with contextlib.suppress(sqlite3.Error):
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+            raise StoreUnusable(self.path, str(err), writing=writing and _is_write_failure(err)) from err
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: all of it is kept, or none."""
+        with self._guard(writing=True):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _one(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
+        with self._guard():
+            row: tuple[Any, ...] | None = self.db.execute(sql, args).fetchone()
+            return row
+
+    def _upgrade(self) -> None:
+        with self._guard():
+            version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+            tables = self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if version == 0 and tables:
+            raise StoreUnusable(self.path, "it holds a database that is not this program's")
+        if version > SCHEMA_VERSION:
+            raise StoreUnusable(self.path, f"it was written by a newer version (schema {version}); upgrade this one")
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            with self.transaction() as db:
+                for statement in MIGRATIONS[step]:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {int(step)}")
+
+    # ---- proving it writable ----------------------------------------------------------------
+
+    def ready(self) -> None:
+        """A committed write: proves the file and the disk take writes (asked before a token rotates)."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('written_at', ?)", (str(time.time()),))
+
+    # ---- the Fleet token chain --------------------------------------------------------------
+
+    def fleet_chain(self, now: float) -> FleetChain | None:
+        row = self._one("SELECT seed, refresh_token, access_token, expires_at FROM fleet_chain WHERE id = 1")
+        if row is None:
+            return None
+        seed, refresh, access, expires = row
+        if not isinstance(expires, int | float) or not math.isfinite(expires) or expires > now + ACCESS_TOKEN_BOUND:
+            access, expires = "", 0.0  # an expiry that is not a sane time: renew the access token
+        return FleetChain(
+            seed=str(seed), refresh_token=str(refresh), access_token=str(access), expires_at=float(expires)
+        )
+
+    def keep_fleet_chain(self, chain: FleetChain) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO fleet_chain (id, seed, refresh_token, access_token, expires_at, kept_at) "
+                "VALUES (1, ?, ?, ?, ?, ?)",
+                (chain.seed, chain.refresh_token, chain.access_token, chain.expires_at, time.time()),
+            )
+
+    # ---- the user's own tariff -----------------------------------------------------------------
+
+    def own_tariff(self, site_id: str) -> OwnTariff | None:
+        row = self._one("SELECT tariff, kept_at, note FROM own_tariff WHERE site_id = ?", site_id)
+        if row is None:
+            return None
+        try:
+            tariff = json.loads(row[0]) if row[0] is not None else None
+        except ValueError as err:
+            raise StoreUnusable(self.path, f"the kept tariff of site {site_id} is not JSON") from err
+        return OwnTariff(tariff if isinstance(tariff, dict) else None, float(row[1]), str(row[2]))
+
+    def keep_own_tariff(self, site_id: str, own: OwnTariff) -> bool:
+        """Keep a site's own tariff unless one is kept already (the first one seen is the user's)."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO own_tariff (site_id, tariff, note, kept_at) VALUES (?, ?, ?, ?)",
+                (
+                    site_id,
+                    None if own.tariff is None else json.dumps(own.tariff, sort_keys=True),
+                    own.note,
+                    own.kept_at,
+                ),
+            )
+            return cursor.rowcount == 1
+
+    # ---- the pause ----------------------------------------------------------------------------
+
+    def pause(self) -> Pause | None:
+        row = self._one("SELECT since, why, put_back FROM pause WHERE id = 1")
+        return Pause(float(row[0]), str(row[1]), bool(row[2])) if row else None
+
+    def set_pause(self, pause: Pause) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO pause (id, since, why, put_back) VALUES (1, ?, ?, ?)",
+                (pause.since, pause.why, int(pause.put_back)),
+            )
+
+    def clear_pause(self) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM pause").rowcount > 0
+
+    # ---- taking over the records an older version kept in the cache -----------------------------
+
+    def take_over(self, legacy: Mapping[str, Any]) -> list[str]:
+        """Move the 1.1 cache's durable sections in, where the store has nothing yet; what was moved."""
+        moved: list[str] = []
+        with self.transaction() as db:
+            chain = _legacy_chain(legacy.get("tesla_auth"))
+            if chain is not None and db.execute("SELECT 1 FROM fleet_chain").fetchone() is None:
+                db.execute(
+                    "INSERT INTO fleet_chain (id, seed, refresh_token, access_token, expires_at, kept_at) "
+                    "VALUES (1, ?, ?, ?, ?, ?)",
+                    (chain.seed, chain.refresh_token, chain.access_token, chain.expires_at, time.time()),
+                )
+                moved.append("the Fleet API token chain")
+            originals = legacy.get("originals")
+            for site, entry in originals.items() if isinstance(originals, dict) else []:
+                if not isinstance(entry, dict):
+                    continue
+                tariff, kept_at = entry.get("tariff"), entry.get("kept_at")
+                kept = float(kept_at) if isinstance(kept_at, int | float) and math.isfinite(kept_at) else time.time()
+                text = json.dumps(tariff, sort_keys=True) if isinstance(tariff, dict) else None
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO own_tariff (site_id, tariff, kept_at) VALUES (?, ?, ?)",
+                    (str(site), text, kept),
+                )
+                if cursor.rowcount:
+                    moved.append(f"the own tariff of site {site}")
+            paused = legacy.get("paused")
+            if isinstance(paused, dict) and db.execute("SELECT 1 FROM pause").fetchone() is None:
+                since = paused.get("since")
+                when = float(since) if isinstance(since, int | float) and math.isfinite(since) else time.time()
+                db.execute(
+                    "INSERT INTO pause (id, since, why) VALUES (1, ?, ?)", (when, str(paused.get("why") or "--restore"))
+                )
+                moved.append("the pause")
+        return moved
+
+
+def _legacy_chain(raw: Any) -> FleetChain | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("refresh_token"), str) or not raw["refresh_token"]:
+        return None
+    expires = raw.get("expires_at")
+    return FleetChain(
+        seed=str(raw.get("seed") or ""),
+        refresh_token=raw["refresh_token"],
+        access_token=str(raw.get("access_token") or "") if isinstance(raw.get("access_token"), str) else "",
+        expires_at=float(expires) if isinstance(expires, int | float) and math.isfinite(expires) else 0.0,
+    )
+
+
+def _create(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as err:
+        raise StoreUnusable(path, err.strerror or str(err), writing=True) from err
+    os.close(fd)
+
+
+def _is_write_failure(err: Exception) -> bool:
+    text = str(err).lower()
+    return any(word in text for word in ("readonly", "read-only", "disk", "full", "unable to open", "i/o"))
