@@ -66,7 +66,7 @@ class Fault:
     status: int = 500
     operation: str = "*"
     message: str | None = None  # a Kraken error's message, instead of the usual one
-    retry_after: int = 30  # with a 429
+    retry_after: int | str = 30  # with a 429: seconds, or any text (an HTTP date, "nan")
 
 
 @dataclass(frozen=True)
@@ -122,10 +122,17 @@ class FakeService:
         self.server.server_close()
 
     def inject(
-        self, operation: str, kind: str, *, times: int = 1, status: int = 500, message: str | None = None
+        self,
+        operation: str,
+        kind: str,
+        *,
+        times: int = 1,
+        status: int = 500,
+        message: str | None = None,
+        retry_after: int | str = 30,
     ) -> None:
         with self.lock:
-            self.faults.setdefault(operation, []).append(Fault(kind, times, status, operation, message))
+            self.faults.setdefault(operation, []).append(Fault(kind, times, status, operation, message, retry_after))
 
     def outage_now(self) -> Outage | None:
         now = self.clock()
@@ -211,6 +218,8 @@ class FakeService:
             self.send(request, 200, '{"data": {"flexPlannedDispatches": [', content_type="application/json")
         elif fault.kind == "trickle":  # one byte at a time, for far longer than any timeout
             self._trickle(request)
+        elif fault.kind == "trickle_headers":  # the headers themselves, a byte at a time
+            self._trickle_headers(request)
         elif fault.kind == "redirect":  # off to another host, which must never see our credentials
             self.send(request, 302, {"moved": True}, headers={"Location": self.redirect_to})
         elif fault.kind == "echo":  # an error page that repeats the caller's credentials back
@@ -219,6 +228,16 @@ class FakeService:
         else:
             return False
         return True
+
+    def _trickle_headers(self, request: BaseHTTPRequestHandler) -> None:
+        header = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: " + b"x" * 400
+        try:
+            for byte in header:
+                request.wfile.write(bytes([byte]))
+                request.wfile.flush()
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _trickle(self, request: BaseHTTPRequestHandler) -> None:
         try:
@@ -714,6 +733,7 @@ class FakeTessie(FakeService):
         self.refresh_tokens = {FLEET_REFRESH_TOKEN}
         self.refresh_log: list[str] = []  # the refresh tokens presented, in order
         self.odd_access_token = False  # rotate the refresh token, but answer an unusable access token
+        self.expires_in: Any = 28800  # what the token endpoint says of the access token's lifetime
         self.access_tokens: dict[str, float] = {}  # token -> expiry (time.time())
         self.posted: list[dict[str, Any]] = []
         self.post_times: list[float] = []  # the fake's clock at each accepted post
@@ -761,7 +781,7 @@ class FakeTessie(FakeService):
             "access_token": 12345 if self.odd_access_token else access,
             "refresh_token": fresh_refresh,
             "id_token": "x.y.z",
-            "expires_in": 28800,
+            "expires_in": self.expires_in,
             "token_type": "Bearer",
         }
         self.send(request, 200, body)
@@ -805,7 +825,8 @@ class FakeTessie(FakeService):
             )
             return
         if op == "products":
-            self.send(request, 200, {"response": self.products, "count": len(self.products)})
+            count = len(self.products) if isinstance(self.products, list) else 0  # any value, for fuzzing
+            self.send(request, 200, {"response": self.products, "count": count})
             return
         m = re.match(r"^/api/1/energy_sites/([^/]+)/(site_info|time_of_use_settings)$", parsed.path)
         if not m or m.group(1) not in self.sites:

@@ -79,12 +79,14 @@ def test_a_section_of_the_wrong_type_or_a_damaged_file_is_dropped_with_a_warning
         (OctopusCalls, {"requests": [NOW - 60, NOW + 3600]}, lambda s: s.requests, (NOW - 60, NOW)),
         (TeslaCalls, {"posted_at": NOW + 7200}, lambda s: s.posted_at, NOW),
         (TeslaCalls, {"verified_at": NOW + 86400}, lambda s: s.verified_at, NOW),
-        # A scheduled moment: never further ahead than its owner ever waits.
-        (OctopusCalls, {"backoff_until": NOW + 30 * 86400}, lambda s: s.backoff_until, NOW + 1800),
-        (TeslaCalls, {"backoff_until": NOW + 30 * 86400}, lambda s: s.backoff_until, NOW + 3600),
-        (TeslaCalls, {"verify_at": NOW + 86400}, lambda s: s.verify_at, NOW + 300),
-        (TeslaCalls, {"repost_at": NOW + 86400}, lambda s: s.repost_at, NOW + 3600),
-        (KrakenCache, {"token": "t", "token_expires": NOW + 30 * 86400}, lambda s: s.token_expires, NOW + 7200),
+        # A scheduled moment further ahead than its owner ever waits is not ours: now too.
+        (OctopusCalls, {"backoff_until": NOW + 30 * 86400}, lambda s: s.backoff_until, NOW),
+        (OctopusCalls, {"backoff_until": NOW + 1200}, lambda s: s.backoff_until, NOW + 1200),  # within: kept
+        (TeslaCalls, {"backoff_until": NOW + 30 * 86400}, lambda s: s.backoff_until, NOW),
+        (TeslaCalls, {"verify_at": NOW + 86400}, lambda s: s.verify_at, NOW),
+        (TeslaCalls, {"repost_at": NOW + 86400}, lambda s: s.repost_at, NOW),
+        (KrakenCache, {"token": "t", "token_expires": NOW + 30 * 86400}, lambda s: s.token_expires, NOW),
+        (KrakenCache, {"token": "t", "token_expires": NOW + 1800}, lambda s: s.token_expires, NOW + 1800),
         (KrakenCache, {"devices": {"at": NOW + 3600, "value": ["d"]}}, lambda s: s.devices, CachedList(NOW, ("d",))),
         (Failure, {"since": NOW + 10, "logged": NOW + 10, "runs": 3}, lambda s: (s.since, s.logged), (NOW, NOW)),
         (MqttMemory, {"discovery": {"digest": "d", "at": NOW + 86400}}, lambda s: s.discovery.at, NOW),
@@ -97,6 +99,25 @@ def test_times_in_the_state_are_bounded_by_the_clock(
 ) -> None:
     key = next(k for k, owner in cache.SECTIONS.items() if owner.endswith(":" + section.__name__))
     assert read(load(tmp_path, {key: raw}).get(section)) == expected
+
+
+def test_a_corrected_section_is_written_back_so_the_next_run_is_clean(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A future polled_at taken as now must be saved as now: else each run would take it as its own
+    now, never poll again, and the scheduler would freeze for as long as it lay ahead (D4)."""
+    path = tmp_path / "config.txt.state.json"
+    path.write_text(json.dumps({"octopus_calls": {"polled_at": NOW + 86400, "smart_control": "yes"}}))
+    state = cache.load(path, NOW)
+    loaded = cache.dumps(state)
+    assert state.get(OctopusCalls).polled_at == NOW
+    assert cache.dumps(state) != loaded  # the run sees a change, and saves it
+    cache.save(path, state)
+    later = cache.load(path, NOW + 600)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert later.get(OctopusCalls).polled_at == NOW  # now in the past: the next poll is due
+    assert "unusable" not in caplog.text and "in the future" not in caplog.text
 
 
 def test_a_quiet_state_writes_nothing_new_and_defaults_are_left_out(tmp_path: Path) -> None:
@@ -137,7 +158,7 @@ def test_every_section_survives_a_round_trip_through_the_file(value: Any) -> Non
     key = next(k for k, owner in cache.SECTIONS.items() if owner.endswith(":" + type(value).__name__))
     text = cache.dumps(cache.State().put(value))
     raw = json.loads(text)
-    assert cache.decode_section(type(value), key, raw.get(key), NOW, "test") == value
+    assert cache.decode_section(type(value), key, raw.get(key), NOW, "test") == (value, False)
 
 
 def test_a_quiet_minute_decodes_and_imports_only_what_it_needs(tmp_path: Path) -> None:

@@ -107,3 +107,64 @@ def test_any_tesla_read_back(
     for minute in ("00", "05"):  # the first post reads the site's tariff; five minutes on, the read-back
         before = len(tessie.posted)
         check(cli(config, "--at", f"2026-11-24T12:{minute}:00+00:00"), state_path, kraken, len(tessie.posted) - before)
+
+
+COMMANDS = [
+    ("io_powerwall_scheduler.py", ("--check",)),
+    ("io_powerwall_scheduler.py", ("--status",)),
+    ("io_powerwall_scheduler.py", ("--restore",)),
+    ("free_electricity.py", ()),
+    ("savings_sessions.py", ()),
+    ("get_site_id.py", ("--write",)),
+]
+
+
+@SETTINGS
+@given(
+    state=st.dictionaries(st.sampled_from(SECTIONS), json_values, max_size=5) | json_values,
+    command=st.sampled_from(COMMANDS),
+)
+def test_any_state_file_through_every_command(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    state: Any,
+    command: tuple[str, tuple[str, ...]],
+) -> None:
+    config = make_config(f"cmd-state{next(NAMES)}.txt")
+    Path(str(config) + ".state.json").write_text(json.dumps(state))
+    script, args = command
+    result = cli(config, *args, script=script)
+    assert result.code in (0, 1, 2), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for secret in (API_KEY, TESSIE_TOKEN, *kraken.tokens):
+        assert secret not in result.stdout + result.stderr + result.log
+
+
+@SETTINGS
+@given(
+    answer=json_values,
+    where=st.sampled_from(["devices", "savingSessions", "customerFlexibilityCampaignEvents", "account"]),
+    products=json_values,
+    command=st.sampled_from(COMMANDS),
+)
+def test_any_answer_through_check_and_the_helpers(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    answer: Any,
+    where: str,
+    products: Any,
+    command: tuple[str, tuple[str, ...]],
+) -> None:
+    kraken.raw_answers = {where: answer}
+    tessie.products = products
+    tessie.raw_site_info = answer
+    config = make_config(f"cmd-answer{next(NAMES)}.txt")
+    script, args = command
+    result = cli(config, *args, script=script)
+    assert result.code in (0, 1, 2), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "site_id = None" not in config.read_text()

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -129,6 +130,46 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 ENABLE, STATE = "io_powerwall_scheduler/enabled", "io_powerwall_scheduler/state"
+
+
+class LaggingProxy:
+    """Between a client and the broker: passes the CONNACK back, then holds everything else the
+    broker says (a broker that lags, or drops, after accepting the connection)."""
+
+    def __init__(self, broker_port: int) -> None:
+        self.broker_port = broker_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.server.getsockname()[1])
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopped:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.broker_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, 4), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket, only: int | None) -> None:
+        """Copy bytes; with ``only``, pass that many (the CONNACK) and swallow the rest."""
+        passed = 0
+        try:
+            while data := source.recv(4096):
+                if only is None:
+                    sink.sendall(data)
+                elif passed < only:
+                    sink.sendall(data[: only - passed])
+                    passed += len(data[: only - passed])
+        except OSError:
+            pass
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.server.close()
 
 
 def mqtt_section(port: int, *, own_topics: bool = False, **extra: str) -> dict[str, str]:
@@ -534,3 +575,19 @@ def test_a_switch_flipped_every_minute_keeps_to_the_call_policy(
         codes.append(cli(config, "--at", at(minute)).code)
     assert 1 in codes
     assert len(tessie.requests) <= 2 * 4  # back-off 1, 2, 4 minutes: four tries in 8 minutes, each sent twice
+
+
+def test_a_broker_that_lags_after_connack_never_turns_an_off_into_on(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """D7: only an answered subscription may count as "no flag"; the user's retained off stays off."""
+    broker.publish_retained(ENABLE, "off")
+    proxy = LaggingProxy(broker.port)
+    try:
+        config = make_config(mqtt=mqtt_section(proxy.port, wait_seconds="1", run_when_unreachable="false"))
+        result = cli(config, "--at", AT)
+    finally:
+        proxy.stop()
+    assert result.code == 0 and "did not answer the subscription" in result.log
+    assert tessie.posted == [] and kraken.requests == []  # run_when_unreachable = false: skipped
+    assert broker.retained(ENABLE)[ENABLE] == "off"  # never overwritten with on

@@ -58,14 +58,20 @@ class State:
     values: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # sections set by this run
     # Sections decoded from ``raw`` so far (a memo: decoding twice would warn twice).
     memo: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    corrected: set[str] = dataclasses.field(default_factory=set, compare=False, repr=False)
 
     def get(self, kind: type[S]) -> S:
-        """This section, decoded on first use; its defaults when absent or unusable."""
+        """This section, decoded on first use; its defaults when absent or unusable. A section that
+        decoding had to correct (a time bounded by the clock, a field dropped) is written back
+        corrected: otherwise every later run would correct it again (and warn again)."""
         key = _key_of(kind)
         if key in self.values:
             return typing.cast("S", self.values[key])
         if key not in self.memo:
-            self.memo[key] = decode_section(kind, key, self.raw.get(key), self.now, self.where)
+            value, corrected = decode_section(kind, key, self.raw.get(key), self.now, self.where)
+            self.memo[key] = value
+            if corrected:
+                self.corrected.add(key)
         return typing.cast("S", self.memo[key])
 
     def put(self, value: object) -> State:
@@ -73,7 +79,9 @@ class State:
         key = _key_of(type(value))
         if self.get(type(value)) == value:
             return self
-        return dataclasses.replace(self, values={**self.values, key: value}, memo=dict(self.memo))
+        return dataclasses.replace(
+            self, values={**self.values, key: value}, memo=dict(self.memo), corrected=set(self.corrected)
+        )
 
     def legacy(self, key: str) -> Any:
         """A section of an older version's making, as JSON (None when absent)."""
@@ -81,7 +89,7 @@ class State:
 
     def without_legacy(self) -> State:
         raw = {k: v for k, v in self.raw.items() if k not in LEGACY_DURABLE}
-        return dataclasses.replace(self, raw=raw, memo=dict(self.memo))
+        return dataclasses.replace(self, raw=raw, memo=dict(self.memo), corrected=set(self.corrected))
 
 
 def _key_of(kind: type[Any]) -> str:
@@ -131,8 +139,8 @@ def dumps(state: State) -> str:
     """The file's text: sections in a fixed order, defaults left out, so a quiet state stays small."""
     out: dict[str, Any] = {}
     for key in (*SECTIONS, *LEGACY_DURABLE):
-        if key in state.values:
-            encoded = encode(state.values[key])
+        if key in state.values or key in state.corrected:
+            encoded = encode(state.values[key] if key in state.values else state.memo[key])
             if encoded not in ({}, None):
                 out[key] = encoded
         elif key in state.raw:
@@ -169,18 +177,22 @@ class _Unusable(Exception):
     pass
 
 
-def decode_section(kind: type[S], key: str, raw: Any, now: float, where: str) -> S:
-    """A section's typed value from its JSON; unusable fields take their defaults, with a warning."""
+def decode_section(kind: type[S], key: str, raw: Any, now: float, where: str) -> tuple[S, bool]:
+    """A section's typed value from its JSON, and whether anything had to be corrected: unusable
+    fields take their defaults (with a warning), times beyond their bounds become now."""
     if raw is None:
-        return kind()
+        return kind(), False
     if not isinstance(raw, dict) or not _plain(raw):
         log.warning("State file %s: dropped section %r (of an unexpected type)", where, key)
-        return kind()
+        return kind(), True
     problems: list[str] = []
-    value = _dataclass(kind, raw, key, problems, now)
+    bounded: list[str] = []
+    value = _dataclass(kind, raw, key, problems, now, bounded)
     for problem in problems:
         log.warning("State file %s: dropped %s: unusable value", where, problem)
-    return typing.cast("S", value)
+    if bounded:
+        log.info("State file %s: %s lay in the future; taken as now", where, ", ".join(bounded))
+    return typing.cast("S", value), bool(problems or bounded)
 
 
 def _plain(section: dict[str, Any]) -> bool:
@@ -201,17 +213,23 @@ def _hints(kind: type[Any]) -> dict[str, Any]:
     return _HINTS[kind]
 
 
-def _dataclass(kind: type[Any], raw: Mapping[str, Any], where: str, problems: list[str], now: float) -> Any:
+def _dataclass(
+    kind: type[Any], raw: Mapping[str, Any], where: str, problems: list[str], now: float, bounded: list[str]
+) -> Any:
+    """A dataclass from a JSON object, field by field; a field's own problems do not sink the others."""
     values: dict[str, Any] = {}
     hints = _hints(kind)
     for f in dataclasses.fields(kind):
         if f.name not in raw or (raw[f.name] is None and _optional(hints[f.name])):
             continue
-        bound = f.metadata.get("bound")
+        seen = len(bounded)
         try:
-            values[f.name] = _decode(hints[f.name], raw[f.name], now, bound)
+            values[f.name] = _decode(hints[f.name], raw[f.name], now, f.metadata.get("bound"), bounded)
         except _Unusable:
             problems.append(f"{where}.{f.name}")
+        if len(bounded) > seen:  # name the field, once, whatever inside it was bounded
+            del bounded[seen:]
+            bounded.append(f"{where}.{f.name}")
     return kind(**values)
 
 
@@ -219,7 +237,7 @@ def _optional(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
 
 
-def _decode(tp: Any, value: Any, now: float, bound: float | None) -> Any:
+def _decode(tp: Any, value: Any, now: float, bound: float | None, bounded: list[str]) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is Any:
         return value
@@ -228,13 +246,13 @@ def _decode(tp: Any, value: Any, now: float, bound: float | None) -> Any:
             return None
         for option in (a for a in args if a is not type(None)):
             with contextlib.suppress(_Unusable):
-                return _decode(option, value, now, bound)
+                return _decode(option, value, now, bound, bounded)
         raise _Unusable
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, dict):
             raise _Unusable
         problems: list[str] = []
-        decoded = _dataclass(tp, value, "", problems, now)
+        decoded = _dataclass(tp, value, "", problems, now, bounded)
         if problems:
             raise _Unusable
         return decoded
@@ -251,7 +269,10 @@ def _decode(tp: Any, value: Any, now: float, bound: float | None) -> Any:
             raise _Unusable
         if not 0 <= value < MAX_TIME:
             raise _Unusable
-        return float(min(value, now + bound)) if bound is not None and now else float(value)
+        if bound is not None and now and value > now + bound:
+            bounded.append("")  # a time beyond anything its owner sets: taken as now
+            return float(now)
+        return float(value)
     if tp is str:
         if not isinstance(value, str):
             raise _Unusable
@@ -270,15 +291,15 @@ def _decode(tp: Any, value: Any, now: float, bound: float | None) -> Any:
         if not isinstance(value, list | tuple):
             raise _Unusable
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_decode(args[0], v, now, bound) for v in value)
+            return tuple(_decode(args[0], v, now, bound, bounded) for v in value)
         if len(args) != len(value):
             raise _Unusable
-        return tuple(_decode(a, v, now, bound) for a, v in zip(args, value, strict=True))
+        return tuple(_decode(a, v, now, bound, bounded) for a, v in zip(args, value, strict=True))
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, dict):
             raise _Unusable
         item = args[1] if args else Any
-        return {str(k): _decode(item, v, now, bound) for k, v in value.items()}
+        return {str(k): _decode(item, v, now, bound, bounded) for k, v in value.items()}
     raise TypeError(f"a state section uses a type the cache cannot decode: {tp!r}")
 
 

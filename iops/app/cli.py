@@ -8,14 +8,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from iops.app.args import Command, Option, Parsed, invocation, read_command_line
 from iops.app.config import load_config, write_template
-from iops.app.exits import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE
+from iops.app.exits import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE, guarded
 from iops.app.guard import run_deadline
 from iops.app.lock import last_run_of, run_lock
 from iops.app.logs import setup_logging
@@ -57,17 +56,8 @@ COMMAND = Command(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Every run ends with 0, 1 or 2 and a line in the log: an unexpected error is a bug, logged with
-    its traceback (in the log file, never on stdout), and exit 1."""
-    try:
-        return _main(argv)
-    except Exception:  # the last line of defence: cron must never lose a failure
-        if logging.getLogger().handlers:
-            log.exception("Unexpected error (a bug; please report it). Nothing more was posted this run")
-        else:
-            print("Unexpected error (a bug; please report it):", file=sys.stderr)
-            traceback.print_exc(limit=-3)
-        return EXIT_SERVICE
+    """Every run ends with 0, 1 or 2 and a line in the log (see iops.app.exits.guarded)."""
+    return guarded(lambda: _main(argv))
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -45,6 +45,8 @@ TRUST_SETTINGS = ("auto", "planned", "started")
 MAX_PRICE = 10.0  # GBP/kWh: anything above is a typo (pence instead of pounds, say)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 NODE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TOKEN_PATTERN = re.compile(r"[\x21-\x7e]+")  # keys and tokens: printable ASCII, no spaces or line breaks
+MAX_TIMEOUT = 30.0  # seconds: a request may take 3 of them, and a run must end within its minute
 REQUIRED_FOR_RUN = [("octopus", "api_key"), ("octopus", "account_number")]
 REQUIRED_FOR_POST = [("tesla", "api_key"), ("tesla", "site_id")]
 
@@ -192,16 +194,16 @@ def load_config(
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
-        r.problem("tariff", "time_zone", f"{zone!r} is not an IANA time zone such as Europe/London")
+        r.problem("tariff", "time_zone", f"{r.quote(zone)} is not an IANA time zone such as Europe/London")
         zone = "Europe/London"
 
     rates_mode = r.raw("tariff", "rates", "manual").lower()
     if rates_mode not in ("auto", "manual"):
-        r.problem("tariff", "rates", f"{rates_mode!r} must be auto or manual")
+        r.problem("tariff", "rates", f"{r.quote(rates_mode)} must be auto or manual")
     rates_auto = rates_mode == "auto"
     trust = r.raw("tariff", "dispatch_trust", "auto").lower()
     if trust not in TRUST_SETTINGS:
-        r.problem("tariff", "dispatch_trust", f"{trust[:20]!r} must be auto, planned or started")
+        r.problem("tariff", "dispatch_trust", f"{r.quote(trust)} must be auto, planned or started")
         trust = "auto"
     allowance: int | None = None
     if r.raw("tariff", "car_allowance_half_hours"):
@@ -307,12 +309,62 @@ def load_config(
             force=r.boolean("debug", "force", "false"),
             debug=r.boolean("debug", "debug", "false"),
             log_file=Path(r.raw("debug", "log_file", log_default) or log_default),
-            timeout_seconds=r.number("debug", "timeout_seconds", "10", minimum=0.1),
+            timeout_seconds=r.number("debug", "timeout_seconds", "10", minimum=0.1, maximum=MAX_TIMEOUT),
         ),
     )
+    _check_what_would_break_every_run(r, config)
     if r.problems:
         raise ConfigError(r.problems)
     return config
+
+
+def _check_what_would_break_every_run(r: _Reader, config: Config) -> None:
+    """Values that read well but would fail every run, far from the config: caught here instead."""
+    for (section, key), value in (
+        (("octopus", "api_key"), config.octopus.api_key),
+        (("octopus", "account_number"), config.octopus.account_number),
+        (("tesla", "api_key"), config.tesla.api_key),
+        (("tesla", "refresh_token"), config.tesla.refresh_token),
+        (("tesla", "client_id"), config.tesla.client_id),
+    ):
+        if value and not is_placeholder(value) and not TOKEN_PATTERN.fullmatch(value):
+            r.problem(
+                section,
+                key,
+                "has a character no key or token has (a line break, a space or a non-ASCII letter): paste it again",
+            )
+    mqtt = config.mqtt
+    if mqtt.enabled:
+        for key, topic in (
+            ("enable_topic", mqtt.enable_topic),
+            ("state_topic", mqtt.state_topic),
+            ("discovery_prefix", mqtt.discovery_prefix),
+        ):
+            if "+" in topic or "#" in topic or not topic.strip("/"):
+                r.problem("mqtt", key, "a topic to publish to cannot hold the MQTT wildcards + or #, nor be empty")
+        if mqtt.tls and mqtt.ca_certs:
+            problem = _unusable_ca_file(Path(mqtt.ca_certs).expanduser())
+            if problem:
+                r.problem(
+                    "mqtt",
+                    "ca_certs",
+                    f"{problem}: give the path of a PEM file of CA certificates, or leave it empty for the system's",
+                )
+    log_file = config.debug.log_file
+    if len(str(log_file)) > 4000 or any(len(part.encode()) > 255 for part in log_file.parts):
+        r.problem("debug", "log_file", "the path is too long for the file system")
+
+
+def _unusable_ca_file(path: Path) -> str:
+    import ssl  # only for a TLS config with its own CA file
+
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    except (OSError, ssl.SSLError, ValueError) as err:
+        return f"{path} cannot be used ({type(err).__name__})"
+    return ""
 
 
 def write_template(path: Path) -> None:

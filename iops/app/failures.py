@@ -4,6 +4,7 @@ when they end; shown by --status and the MQTT status."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 STILL_FAILING_EVERY = timedelta(hours=1)
 # A refused key or token is tried again after these waits (then hourly), or at once when the config changes.
 REFUSAL_DELAYS = (300.0, 900.0, 3600.0)
+Redact = Callable[[str], str]
 
 
 @dataclass(frozen=True)
@@ -49,18 +51,24 @@ def credentials_of(config: Config) -> str:
 
 
 def note_refusal(
-    failure: Failure, err: CredentialsRejected, now: datetime, credentials: str, config_path: object
+    failure: Failure,
+    err: CredentialsRejected,
+    now: datetime,
+    credentials: str,
+    config_path: object,
+    redact: Redact = str,
 ) -> Failure:
     """A service refused a credential: say so once (then hourly), and wait before trying it again."""
     t = now.timestamp()
-    again = failure.credentials == credentials and failure.reason == str(err)
+    reason = redact(str(err))
+    again = failure.credentials == credentials and failure.reason == reason
     if not again:
         log.error("%s: check %s in %s", err, err.key, config_path)
     elif t - failure.logged >= STILL_FAILING_EVERY.total_seconds():
         log.warning("Still refused after %d tries: %s: check %s in %s", failure.runs + 1, err, err.key, config_path)
     runs = failure.runs + 1 if again else 1
     return Failure(
-        reason=str(err),
+        reason=reason,
         service=err.service,
         since=failure.since if failure.runs else t,
         logged=t if not again or t - failure.logged >= STILL_FAILING_EVERY.total_seconds() else failure.logged,
@@ -72,9 +80,12 @@ def note_refusal(
     )
 
 
-def note_failure(failure: Failure, err: ServiceError, now: datetime, previous_run: float | None) -> Failure:
-    """Log a failure once, then hourly while it lasts (a cron job must not flood its log)."""
-    reason = str(err)
+def note_failure(
+    failure: Failure, err: ServiceError, now: datetime, previous_run: float | None, redact: Redact = str
+) -> Failure:
+    """Log a failure once, then hourly while it lasts (a cron job must not flood its log). The reason
+    is kept redacted: --status prints it, and the cache is a file too."""
+    reason = redact(str(err))
     t = now.timestamp()
     if not failure.runs:  # a new streak: the run before this one was the last to succeed
         log.error("%s; keeping the current tariff", reason)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from iops.app.args import Command, read_command_line
-from iops.app.exits import EXIT_OK
+from iops.app.exits import EXIT_OK, guarded
 from iops.app.protected import Job, run_command
 from iops.core.errors import ServiceUnavailable
 
@@ -28,10 +28,13 @@ def sessions_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(command: Command, argv: Sequence[str] | None, kind: Kind) -> int:
-    args = read_command_line(command, argv)
-    if isinstance(args, int):
-        return args
-    return list_events(Path(args.config).expanduser().resolve(), kind)
+    def body() -> int:
+        args = read_command_line(command, argv)
+        if isinstance(args, int):
+            return args
+        return list_events(Path(args.config).expanduser().resolve(), kind)
+
+    return guarded(body)
 
 
 def list_events(path: Path, kind: Kind) -> int:

@@ -58,6 +58,7 @@ class Options:
     force: bool = False
     debug: bool = False
     at: datetime | None = None
+    poll_now: bool = False  # ask Octopus this run, whatever the call policy's schedule
 
     @property
     def live(self) -> bool:
@@ -98,6 +99,9 @@ def _outcome(job: Job, opts: Options, previous_run: float | None, flag: list[Fla
         refused = _refused_credentials_still_in_config(job)
         if refused is not None:
             return refused, EXIT_CONFIG
+        failure = job.state.get(Failure)
+        if failure.credentials and failure.credentials != credentials_of(config):
+            opts = replace(opts, poll_now=True)  # the user changed what was refused: try it at once
         if opts.live and _paused(job, opts):
             return Outcome(result="paused"), EXIT_OK
         if config.mqtt.enabled and not opts.force:
@@ -121,7 +125,7 @@ def _outcome(job: Job, opts: Options, previous_run: float | None, flag: list[Fla
             log.error("%s", problem)
         return Outcome(result="config error"), EXIT_CONFIG
     except ServiceError as err:
-        job.state = job.state.put(note_failure(job.state.get(Failure), err, job.now, previous_run))
+        job.state = job.state.put(note_failure(job.state.get(Failure), err, job.now, previous_run, job.redactor.redact))
         return Outcome(result="error", detail=str(err)), EXIT_SERVICE
     except InvalidTariff as err:
         log.error("Built an invalid tariff (a bug, nothing posted): %s" if err.ours else "%s", err)
@@ -129,10 +133,13 @@ def _outcome(job: Job, opts: Options, previous_run: float | None, flag: list[Fla
     except SchedulerError as err:  # our own files: the cache or the durable records
         log.error("%s", err)
         return Outcome(result="error", detail=str(err)), EXIT_SERVICE
+    except BrokenPipeError:  # a preview's reader stopped early: not a failure of the run
+        raise
     except Exception as err:  # a bug: said in the log and the MQTT status, never silent
         log.exception("Unexpected error (a bug; please report it); nothing more was posted this run")
         detail = f"unexpected {type(err).__name__}: {err}"
-        failure = note_failure(job.state.get(Failure), ServiceUnavailable("Scheduler", detail), job.now, previous_run)
+        unexpected = ServiceUnavailable("Scheduler", detail)
+        failure = note_failure(job.state.get(Failure), unexpected, job.now, previous_run, job.redactor.redact)
         job.state = job.state.put(failure)
         return Outcome(result="error", detail=detail), EXIT_SERVICE
     job.state = job.state.put(note_success(job.state.get(Failure), outcome.answered))
@@ -144,7 +151,8 @@ def _cron(job: Job, opts: Options) -> Outcome:
     config, now = job.config, job.now
     octopus_calls = job.state.get(OctopusCalls)
     tesla_calls = for_site(job.state.get(TeslaCalls), config.tesla.site_id)
-    octopus_plan = plan_octopus(octopus_calls, now, config.octopus.poll_minutes, force=opts.force or not opts.live)
+    force_poll = opts.force or opts.poll_now or not opts.live
+    octopus_plan = plan_octopus(octopus_calls, now, config.octopus.poll_minutes, force=force_poll)
     built = None
     if octopus_plan.action == "poll":
         from iops.app.gather import Polled, poll

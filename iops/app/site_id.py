@@ -13,7 +13,7 @@ from pathlib import Path
 from iops.app.args import Command, Option, read_command_line
 from iops.app.clients import tesla_site
 from iops.app.config import is_placeholder
-from iops.app.exits import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE
+from iops.app.exits import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE, guarded
 from iops.app.protected import Job, run_command
 from iops.core.errors import ConfigError
 from iops.services.tesla import EnergySite
@@ -88,6 +88,10 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return guarded(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = read_command_line(COMMAND, argv)
     if isinstance(args, int):
         return args

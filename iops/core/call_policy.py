@@ -24,7 +24,7 @@ POST_SPACING = 4 * 60.0  # Teslemetry reports about one time_of_use_settings cal
 VERIFY_AFTER = 5 * 60.0  # site_info lags a new tariff by up to about 5 minutes
 MISMATCH_DELAYS = (5 * 60.0, 15 * 60.0, HOUR)  # then hourly
 OUTAGE_DELAYS = (60.0, 120.0, 240.0, 480.0, 960.0, 1800.0)  # Tesla 5xx and timeouts: 1, 2, 4 ... 30 min
-RATE_LIMIT_DEFAULT, RATE_LIMIT_CAP = 60.0, HOUR
+RATE_LIMIT_FLOOR, RATE_LIMIT_CAP = 60.0, HOUR  # a Retry-After is honoured within these
 OCTOPUS_RATE_LIMIT_DELAYS = (300.0, 600.0, 1200.0, 1800.0)  # KT-CT-1199: 5, 10, 20 then 30 minutes
 
 
@@ -262,9 +262,9 @@ def after_tesla_failure(
 ) -> TeslaCalls:
     """No Tesla request before the back-off ends: Retry-After (capped at an hour) or 1, 2, 4 ... 30 min."""
     t = now.timestamp()
-    if rate_limited:
-        wait = min(retry_after if retry_after is not None else RATE_LIMIT_DEFAULT, RATE_LIMIT_CAP)
-        return replace(calls, backoff_until=t + max(wait, 0.0))
+    if rate_limited and retry_after is not None:
+        return replace(calls, backoff_until=t + min(max(retry_after, RATE_LIMIT_FLOOR), RATE_LIMIT_CAP))
+    # An outage, or a 429 that said nothing usable about when: waits that grow, never a try a minute.
     step = min(calls.backoff_step + 1, len(OUTAGE_DELAYS) - 1)
     return replace(calls, backoff_step=step, backoff_until=t + OUTAGE_DELAYS[step])
 

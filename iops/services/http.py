@@ -7,9 +7,14 @@ every minute, so giving up quickly and trying again next minute beats waiting he
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from iops.core.errors import RateLimited, ServiceUnavailable
@@ -57,10 +62,9 @@ def send(
             reason = f"HTTP {status}"
             if status == 429:
                 wait = _retry_after(response)
-                if wait is None or wait > MAX_RETRY_AFTER_SECONDS:
+                if wait is None or wait > MAX_RETRY_AFTER_SECONDS or attempt == attempts:
                     raise RateLimited(service, "rate limited (HTTP 429)", status=429, retry_after=wait)
-                if attempt < attempts:
-                    sleep(wait)
+                sleep(wait)
                 continue
         log.debug("%s %s attempt %d failed: %s", service, method, attempt, reason)
         if attempt < attempts:
@@ -73,8 +77,13 @@ def _bounded(session: requests.Session, method: str, url: str, timeout: float, *
     trickling a byte a second would hold a run for ever. The body is read here, against the clock."""
     import requests
 
-    deadline = time.monotonic() + timeout * DEADLINE_FACTOR
-    response = session.request(method, url, timeout=timeout, stream=True, **kwargs)
+    limit = timeout * DEADLINE_FACTOR
+    deadline = time.monotonic() + limit
+    try:
+        with _alarm(limit):  # the headers too: a server trickling them a byte at a time never trips ``timeout``
+            response = session.request(method, url, timeout=timeout, stream=True, **kwargs)
+    except _Overdue:
+        raise requests.Timeout(f"no answer within {limit:g} s") from None
     body = bytearray()
     raw = response.raw
     # read1: at most one socket read per call (each bounded by ``timeout``), so the clock is checked
@@ -100,10 +109,67 @@ def _bounded(session: requests.Session, method: str, url: str, timeout: float, *
 
 
 def _retry_after(response: requests.Response) -> float | None:
+    """Seconds to wait, from Retry-After as seconds or as an HTTP date; None when it says nothing usable."""
     value = response.headers.get("Retry-After")
     if value is None:
         return 1.0
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
-        return None
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def json_of(response: requests.Response, *, lenient: bool = False) -> Any:
+    """The body as JSON. NaN and Infinity are not JSON (RFC 8259): the body is refused like any bad
+    one (ValueError), as is one nested too deeply to parse. ``lenient``: they read as null instead,
+    for an answer whose other fields must not be lost (a rotated refresh token)."""
+    try:
+        return json.loads(response.content, parse_constant=_as_null if lenient else _refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _as_null(name: str) -> Any:
+    return None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+class _Overdue(Exception):
+    """The request's own deadline passed (raised from the alarm)."""
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    """An alarm for one request, nested inside the run's own (which is restored after it). Only the
+    main thread can take signals: elsewhere the socket timeouts and the body's clock stand alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    outer_left = signal.getitimer(signal.ITIMER_REAL)[0]
+    if outer_left and outer_left <= seconds:  # the run's deadline comes first: let it speak
+        yield
+        return
+    outer_handler = signal.getsignal(signal.SIGALRM)
+    started = time.monotonic()
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _Overdue
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, outer_handler)
+        if outer_left:
+            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - started), 0.001))

@@ -8,6 +8,7 @@ TypeError or KeyError that the run's odd-answer net turns into one): their data,
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,8 @@ from iops.core.tariff import Slot
 
 log = logging.getLogger(__name__)
 SERVICE = "Octopus"
+MAX_POINTS = 100_000.0  # OctoPoints per kWh: £125/kWh, far above any session seen
+MAX_PENCE = 1_000.0  # a unit rate in pence per kWh
 POWER_UP_KEYS = ("powerUpsFirst", "powerUpsLast")
 
 
@@ -248,7 +251,10 @@ def parse_session_events(data: Mapping[str, Any], now: datetime) -> list[Session
         slot = Slot(parse_time(item.get("startAt")), parse_time(item.get("endAt")))
         if slot.end <= now:
             continue
-        points = float(item.get("rewardPerKwhInOctoPoints") or 0)
+        points = _number(item.get("rewardPerKwhInOctoPoints") or 0, MAX_POINTS)
+        if points is None:  # NaN, infinite or absurd: refused, never posted as a price
+            log.warning("Ignored saving session %s: its reward is not a plausible number", str(item.get("code"))[:20])
+            continue
         event_type = str(item.get("eventType") or ("TURN_DOWN" if points > 0 else "TURN_UP")).upper()
         if event_type not in POWER_DOWN_TYPES | POWER_UP_TYPES:
             continue
@@ -274,7 +280,18 @@ def band_prices(body: Any) -> list[float]:
     if not isinstance(results, list):
         raise BadResponse("Octopus", "unit-rate answer has no results list")
     rows = [r for r in results if isinstance(r, dict) and r.get("payment_method") in (None, "DIRECT_DEBIT")]
+    prices = [_number(r.get("value_inc_vat"), MAX_PENCE) for r in rows]
+    if any(p is None for p in prices):
+        raise BadResponse("Octopus", "unit-rate row without a plausible value_inc_vat")
+    return [p / 100 for p in prices if p is not None]
+
+
+def _number(value: Any, largest: float) -> float | None:
+    """A number from an answer (a JSON number or a decimal string), or None unless finite and in 0..largest."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
     try:
-        return [float(r["value_inc_vat"]) / 100 for r in rows]
-    except (KeyError, TypeError, ValueError) as err:
-        raise BadResponse("Octopus", "unit-rate row without a usable value_inc_vat") from err
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and 0 <= number <= largest else None

@@ -116,6 +116,12 @@ def read_enable_flag(config: MqttConfig) -> FlagReading:
         )
     )
     conn.close()
+    if not subscribed and not got.get(config.enable_topic):
+        # Connected, but the subscription went unanswered (a broker that lags or drops after CONNACK):
+        # that says nothing about the flag. Only an answered subscription may mean "no flag".
+        reason = "the broker accepted the connection but did not answer the subscription"
+        log.warning("MQTT: %s; %s as configured", reason, "running" if config.default_when_unreachable else "skipping")
+        return FlagReading(config.default_when_unreachable, False, reason)
     status_retained = bool(got.get(config.state_topic)) if subscribed else None
     if not got.get(config.enable_topic):
         log.debug("MQTT: no retained flag on %s", config.enable_topic)

@@ -148,7 +148,7 @@ class Kraken:
         if response.status_code >= 400:
             raise BadResponse(SERVICE, f"HTTP {response.status_code}", status=response.status_code)
         try:
-            return response.json()
+            return http.json_of(response)
         except ValueError as err:
             raise ServiceUnavailable(
                 SERVICE, "answer is not JSON (an error page?)", status=response.status_code

@@ -172,7 +172,7 @@ class FleetTokens:
             allow_redirects=False,  # never hand a token to wherever a redirect points
         )
         try:
-            fields = _lower_keys(response.json())
+            fields = _lower_keys(http.json_of(response, lenient=True))
         except ValueError:
             fields = {}
         if response.status_code in (400, 401, 403):
@@ -266,7 +266,7 @@ class TeslaSite:
             **extra,
         )
         try:
-            parsed = response.json()
+            parsed = http.json_of(response)
         except ValueError:
             parsed = None
         if response.status_code in (401, 403):
