@@ -10,12 +10,17 @@ so that machine load falls on all alike:
   - requests:        python -c "import requests"
   - a polling minute: a run that asks Octopus (one request) and has nothing to post
 Use the README's .venv interpreter (--python .venv/bin/python) to measure what users run.
+With --instructions, each kind is also run once under valgrind's callgrind, which counts the
+instructions executed: the same count for the same code whatever else the machine is doing, so
+two versions can be compared on a busy machine (wall times there swing by a third).
 Not a test: the numbers are reported, not asserted. bench/simulate_day.py covers a whole day.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,10 +47,33 @@ def timed(command: list[str]) -> float:
     return elapsed
 
 
+def instructions(command: list[str]) -> int:
+    """Instructions executed by a command (callgrind), children included."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        proc = subprocess.run(
+            [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", *command],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"{command} failed under valgrind ({proc.returncode}): {proc.stderr[-500:]}")
+        found = re.search(r"^summary: (\d+)", out.read_text(errors="replace"), re.MULTILINE)
+        if not found:
+            raise SystemExit("callgrind wrote no summary")
+        return int(found.group(1))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=30, help="timings of each kind (default 30)")
     parser.add_argument("--python", default=sys.executable, help="the interpreter to measure (default this one)")
+    parser.add_argument("--instructions", action="store_true", help="also count instructions with callgrind")
     args = parser.parse_args()
     python = args.python
     kraken, tessie = FakeKraken().start(), FakeTessie().start()
@@ -80,6 +108,17 @@ def main() -> int:
                 kind = "poll" if made else "idle"  # as the call policy decided this minute
                 times[kind].append(elapsed)
                 requests_made[kind].append(made)
+            counted: dict[str, int] = {}
+            if args.instructions:
+                counted["bare"] = instructions([python, "-c", "pass"])
+                counted["requests"] = instructions([python, "-c", "import requests"])
+                while len(counted) < 4:
+                    minute += 1
+                    kraken.clear_log()
+                    tessie.clear_log()
+                    now[0] = START + timedelta(minutes=minute)
+                    count = instructions([python, script, str(config), "--at", now[0].isoformat()])
+                    counted.setdefault("poll" if kraken.requests or tessie.requests else "idle", count)
     finally:
         kraken.stop()
         tessie.stop()
@@ -103,6 +142,11 @@ def main() -> int:
         f"  polling minute:           {ms('poll'):6.0f} ms  = {ms('poll') / ms('requests'):.2f} x importing requests, "
         f"requests made: {sorted(set(requests_made['poll']))}"
     )
+    if counted:
+        print("instructions (callgrind; the same for the same code, whatever the machine's load):")
+        for kind, against in (("bare", ""), ("idle", "bare"), ("requests", ""), ("poll", "requests")):
+            ratio = f"  = {counted[kind] / counted[against]:.2f} x {against}" if against else ""
+            print(f"  {kind:<9} {counted[kind] / 1e6:8.1f} M{ratio}")
     return 0
 
 

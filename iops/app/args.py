@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 USAGE_ERROR = 2
 
@@ -30,8 +29,9 @@ class UsageError(Exception):
     """The command line cannot be read; the message says why."""
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
+    """One option of a command. (Tuples, not dataclasses: every cron minute builds these.)"""
+
     flag: str  # "--at"
     help: str
     metavar: str = ""  # with a value: its name in the usage ("TIME"); empty for a plain flag
@@ -43,11 +43,12 @@ class Option:
         return self.flag.removeprefix("--").replace("-", "_")
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
+    """A command: its script's name, what it does, and its options."""
+
     script: str  # its name in a clone, e.g. "get_site_id.py"
     summary: str
-    options: Sequence[Option] = field(default_factory=tuple)
+    options: Sequence[Option] = ()
     epilog: str = ""
 
     def usage(self) -> str:
@@ -71,15 +72,15 @@ class Command:
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
 class Parsed:
-    config: str
-    values: Mapping[str, Any]
-    help: bool = False
+    """A command line as read: the config path, the options' values (as attributes), or a help request."""
+
+    def __init__(self, config: str, values: Mapping[str, Any], *, help: bool = False) -> None:
+        self.config, self.values, self.help = config, values, help
 
     def __getattr__(self, name: str) -> Any:
         try:
-            return self.values[name]
+            return self.__dict__["values"][name]
         except KeyError:
             raise AttributeError(name) from None
 
