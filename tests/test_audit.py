@@ -268,10 +268,14 @@ def test_check_and_the_helpers_turn_odd_answers_into_exit_codes(
     kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
 ) -> None:
     config = make_config()
-    tessie.products = [{"energy_site_id": None, "components": "odd"}, {"energy_site_id": {"x": 1}}]
+    tessie.products = [
+        {"energy_site_id": None, "resource_type": "battery", "components": {"battery": True}},
+        {"energy_site_id": {"x": 1}, "components": "odd"},
+    ]
+    before = config.read_text()
     listed = cli(config, "--write", script="get_site_id.py")
     assert listed.code == 2 and "No energy sites" in listed.stderr
-    assert "site_id = None" not in config.read_text()
+    assert config.read_text() == before  # never "site_id = None" (nor an empty one)
     kraken.raw_answers = {"devices": {"errors": [{"path": [["nested"]], "message": "odd"}], "data": {"devices": None}}}
     checked = cli(config, "--check", "--at", AT)
     assert checked.code in (1, 2) and "Traceback" not in checked.stdout + checked.stderr
