@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
@@ -275,6 +276,9 @@ type Query {
     first: Int, last: Int, after: String, before: String
   ): CFCampaignEventConnectionTypeConnection
   account(accountNumber: String!): AccountType
+  gbrCostOfUsage(
+    accountNumber: String!, periods: [DateTimeRangeInput]!, consumption: Decimal, supplyPointId: ID, deviceId: ID
+  ): CostOfUsageResponse
 }
 type Mutation { obtainKrakenToken(input: ObtainJSONWebTokenInput!): ObtainKrakenJSONWebToken }
 
@@ -296,7 +300,66 @@ type CFCampaignEventConnectionTypeConnection {
 type CFCampaignEventConnectionTypeEdge { cursor: String node: CFCampaignEventType }
 type CFCampaignEventType { code: String name: String startAt: DateTime endAt: DateTime isEventParticipant: Boolean }
 type PageInfo { hasNextPage: Boolean! hasPreviousPage: Boolean! startCursor: String endCursor: String }
-type AccountType { electricityAgreements(active: Boolean): [ElectricityAgreementType] }
+type AccountType {
+  electricityAgreements(active: Boolean): [ElectricityAgreementType]
+  properties(activeFrom: DateTime): [PropertyType]
+}
+type PropertyType {
+  id: ID
+  electricityMeterPoints: [ElectricityMeterPointType]
+  measurements(
+    startAt: DateTime, endAt: DateTime, startOn: Date, endOn: Date, timezone: String,
+    utilityFilters: [UtilityFiltersInput], before: String, after: String, first: Int, last: Int
+  ): MeasurementConnection
+}
+scalar Date
+input UtilityFiltersInput { electricityFilters: ElectricityFiltersInput gasFilters: GasFiltersInput }
+input ElectricityFiltersInput {
+  readingFrequencyType: ReadingFrequencyType marketSupplyPointId: String deviceId: String
+  readingDirection: ReadingDirectionType registerId: String readingQuality: ReadingQualityType
+}
+input GasFiltersInput { readingFrequencyType: ReadingFrequencyType marketSupplyPointId: String deviceId: String }
+enum ReadingFrequencyType {
+  RAW_INTERVAL FIVE_MIN_INTERVAL FIFTEEN_MIN_INTERVAL THIRTY_MIN_INTERVAL HOUR_INTERVAL DAY_INTERVAL
+  WEEK_INTERVAL MONTH_INTERVAL QUARTER_INTERVAL DAILY POINT_IN_TIME INTERVALIZED
+}
+enum ReadingDirectionType { CONSUMPTION GENERATION }
+enum ReadingQualityType { ACTUAL ESTIMATE COMBINED }
+type MeasurementConnection { pageInfo: PageInfo! edges: [MeasurementEdge]! totalCount: Int! edgeCount: Int! }
+type MeasurementEdge { node: MeasurementInterface cursor: String! }
+interface MeasurementInterface {
+  source: String! metaData: MeasurementsMetadataOutput value: Decimal! unit: String! readAt: DateTime!
+}
+type IntervalMeasurementType implements MeasurementInterface {
+  source: String! metaData: MeasurementsMetadataOutput value: Decimal! unit: String! readAt: DateTime!
+  startAt: DateTime! endAt: DateTime! durationInSeconds: Int!
+}
+type MeasurementType implements MeasurementInterface {
+  source: String! metaData: MeasurementsMetadataOutput value: Decimal! unit: String! readAt: DateTime!
+}
+type MeasurementsMetadataOutput { statistics: [StatisticOutput] }
+type StatisticOutput {
+  type: ReadingStatisticTypeEnum label: String description: String
+  costExclTax: EstimatedMoneyType costInclTax: EstimatedMoneyType value: Decimal
+}
+enum ReadingStatisticTypeEnum {
+  STANDING_CHARGE_COST CONSUMPTION_COST GENERATION_VALUE TOU_BUCKET_COST CARBON_COST
+  CAPACITY_CHARGE_COST CONSUMPTION_BREAKDOWN GAS_READING_INFORMATION POWER_FACTOR_STATISTIC CO2_EMISSION_STATISTIC
+}
+type EstimatedMoneyType { estimatedAmount: Decimal! costCurrency: String! pricePerUnit: PricePerUnit }
+type PricePerUnit { amount: Decimal! unit: Unit }
+enum Unit { KILOWATT_HOURS METERS_CUBED }
+input DateTimeRangeInput { start: DateTime! end: DateTime! }
+type DateTimeRange { start: DateTime! end: DateTime! }
+type CostOfUsageResponse { periods: [CostOfUsagePeriod]! }
+type CostOfUsagePeriod {
+  period: DateTimeRange! intervals: [CostOfUsageBandInterval]! totalConsumption: Decimal!
+  consumptionUnit: String! totalCost: Decimal! currency: String!
+}
+type CostOfUsageBandInterval {
+  period: DateTimeRange! consumption: Decimal! consumptionUnit: String! cost: Decimal! currency: String!
+  rateApplied: Decimal bandSubcategory: String!
+}
 type ElectricityAgreementType { meterPoint: ElectricityMeterPointType }
 type ElectricityMeterPointType {
   mpan: String direction: String
@@ -337,7 +400,9 @@ def _schema(sdl: str) -> GraphQLSchema:
             type_.resolve_type = lambda obj, *_: obj.get("__typename", "SmartFlexDevice")  # type: ignore[attr-defined]
         elif name == "TariffUnion":
             type_.resolve_type = lambda *_: "TariffType"  # type: ignore[attr-defined]
-        elif isinstance(type_, GraphQLScalarType) and name in ("DateTime", "Decimal", "GenericScalar"):
+        elif name == "MeasurementInterface":
+            type_.resolve_type = lambda obj, *_: "IntervalMeasurementType" if "startAt" in obj else "MeasurementType"  # type: ignore[attr-defined]
+        elif isinstance(type_, GraphQLScalarType) and name in ("DateTime", "Decimal", "GenericScalar", "Date"):
             type_.serialize = lambda value: value  # type: ignore[method-assign]  # recorded values pass as they are
     return schema
 
@@ -361,6 +426,11 @@ def _agreement(valid_from: str, valid_to: str | None, product: str, tariff: str)
 
 @dataclass
 class KrakenData:
+    # What Octopus settled: half-hour start (UTC) and the fake's clock -> a measurement node (see the
+    # *_node builders below), or None when not settled (yet). The clock lets a test model the lag and
+    # a revision. None: no settlement at all.
+    settle: Callable[[datetime, float], dict[str, Any] | None] | None = None
+    properties_mpans: list[list[str]] = field(default_factory=lambda: [[IMPORT_MPAN, EXPORT_MPAN]])
     planned: list[dict[str, Any]] = field(default_factory=list)  # the first EV's (DEVICE_ID)
     planned_by_device: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # other EVs
     device_states: dict[str, str] = field(default_factory=dict)  # device id -> currentState
@@ -566,6 +636,7 @@ class FakeKraken(FakeService):
             "completedDispatches": resolver("completedDispatches", lambda accountNumber: d.completed),
             "customerFlexibilityCampaignEvents": resolver("customerFlexibilityCampaignEvents", self._campaign_events),
             "account": resolver("account", lambda accountNumber: self._account()),
+            "gbrCostOfUsage": resolver("gbrCostOfUsage", lambda accountNumber, periods, **_: {"periods": []}),
             "savingSessions": resolver("savingSessions", self._saving_sessions),
             "joinSavingSessionsEvent": resolver(
                 "joinSavingSessionsEvent", lambda input: self._join(input["eventCode"])
@@ -616,8 +687,48 @@ class FakeKraken(FakeService):
             "electricityAgreements": [
                 {"meterPoint": {"mpan": IMPORT_MPAN, "direction": "IMPORT", "agreements": imports}},
                 {"meterPoint": {"mpan": EXPORT_MPAN, "direction": "EXPORT", "agreements": exports}},
-            ]
+            ],
+            "properties": [
+                {
+                    "id": str(1234567 + i),
+                    "electricityMeterPoints": [{"mpan": mpan} for mpan in mpans],
+                    "measurements": self._measurements_of(mpans),
+                }
+                for i, mpans in enumerate(d.properties_mpans)
+            ],
         }
+
+    def _measurements_of(self, mpans: list[str]) -> Callable[..., dict[str, Any]]:
+        """The property's measurements resolver: the settled half-hours of the window, a page at a time."""
+
+        def resolve(info: Any, **args: Any) -> dict[str, Any]:
+            wanted = ((args.get("utilityFilters") or [{}])[0].get("electricityFilters") or {}).get(
+                "marketSupplyPointId"
+            )
+            nodes: list[dict[str, Any]] = []
+            settle = self.data.settle
+            if settle is not None and wanted in mpans and args.get("startAt") and args.get("endAt"):
+                moment = datetime.fromisoformat(args["startAt"]).astimezone(UTC)
+                end = datetime.fromisoformat(args["endAt"]).astimezone(UTC)
+                while moment < end:
+                    node = settle(moment, self.clock())
+                    if node is not None:
+                        nodes.append(node)
+                    moment += timedelta(minutes=30)
+            offset = int(args["after"]) if args.get("after") else 0
+            first = args.get("first") or 100
+            page = nodes[offset : offset + first]
+            edges = [{"cursor": str(offset + i + 1), "node": node} for i, node in enumerate(page)]
+            more = offset + first < len(nodes)
+            info_ = {
+                "hasNextPage": more,
+                "hasPreviousPage": offset > 0,
+                "startCursor": None,
+                "endCursor": str(offset + len(page)),
+            }
+            return {"pageInfo": info_, "edges": edges, "totalCount": len(nodes), "edgeCount": len(edges)}
+
+        return resolve
 
     def _saving_sessions(self) -> dict[str, Any]:
         d = self.data
@@ -687,6 +798,84 @@ class FakeKraken(FakeService):
             for v in values
         ]
         self.send(request, 200, {"count": len(results), "next": None, "previous": None, "results": results})
+
+
+# Settlement nodes, as octopus_settlement.md §5.2 shows them: decimals as text, amounts in pence.
+DAY_PENCE, NIGHT_PENCE = 30.37136, 6.89997  # region H, with VAT
+
+
+def _money(kwh: float, pence: float | None) -> dict[str, Any] | None:
+    if pence is None:
+        return None
+    return {
+        "estimatedAmount": f"{kwh * pence:.6f}",
+        "costCurrency": "GBP",
+        "pricePerUnit": {"amount": f"{pence}", "unit": "KILOWATT_HOURS"},
+    }
+
+
+def _node(start: datetime, kwh: float, statistics: list[dict[str, Any]]) -> dict[str, Any]:
+    local = start.astimezone(timezone(timedelta(hours=1)) if _bst(start) else UTC)  # startAt comes back local
+    return {
+        "value": f"{kwh:.3f}",
+        "unit": "kwh",
+        "source": "Amphio",
+        "readAt": local.isoformat(),
+        "startAt": local.isoformat(),
+        "endAt": (local + timedelta(minutes=30)).isoformat(),
+        "durationInSeconds": 1800,
+        "metaData": {"statistics": statistics},
+    }
+
+
+def _bst(moment: datetime) -> bool:
+    from zoneinfo import ZoneInfo
+
+    return bool(moment.astimezone(ZoneInfo("Europe/London")).dst())
+
+
+def smb_node(
+    start: datetime,
+    *,
+    home_day: float = 0.0,
+    home_night: float = 0.0,
+    ev_off_peak: float = 0.0,
+    ev_peak: float = 0.0,
+    names: str = "buckets",
+    region: str = "H",
+) -> dict[str, Any]:
+    """An IOG-SMB half-hour: all four buckets listed, zero where unused, and the standing charge.
+    ``names``: "buckets" (CONSUMPTION_CHARGE_*_H) or "display" (the 2026-09-28 names)."""
+    buckets = [
+        ("ECO7_DAY", "HOME STANDARD RATE", home_day, DAY_PENCE),
+        ("ECO7_NIGHT", "HOME LOW RATE", home_night, NIGHT_PENCE),
+        ("EV_DEVICE_OFF_PEAK", "EV LOW RATE", ev_off_peak, NIGHT_PENCE),
+        ("EV_DEVICE_PEAK", "EV STANDARD RATE", ev_peak, DAY_PENCE),
+    ]
+    stats = [
+        {
+            "type": "CONSUMPTION_COST" if names == "buckets" else "TOU_BUCKET_COST",
+            "label": f"CONSUMPTION_CHARGE_{bucket}_{region}" if names == "buckets" else display,
+            "value": f"{kwh:.3f}",
+            "costInclTax": _money(kwh, pence),
+            "costExclTax": _money(kwh, round(pence / 1.05, 4)),
+        }
+        for bucket, display, kwh, pence in buckets
+    ]
+    stats.append({"type": "STANDING_CHARGE_COST", "label": None, "value": None, "costInclTax": _money(1, 1.141875)})
+    return _node(start, home_day + home_night + ev_off_peak + ev_peak, stats)
+
+
+def legacy_node(start: datetime, kwh: float, *, label: str, pence: float) -> dict[str, Any]:
+    """A legacy IOG half-hour: one TOU_BUCKET_COST line, OFF_PEAK or STANDARD_RATE (a night half-hour can
+    read STANDARD_RATE at the night price)."""
+    stat = {"type": "TOU_BUCKET_COST", "label": label, "value": f"{kwh:.3f}", "costInclTax": _money(kwh, pence)}
+    return _node(start, kwh, [stat])
+
+
+def stripped_node(start: datetime, kwh: float) -> dict[str, Any]:
+    """A half-hour Octopus returned under load with its kWh but no statistics (unpriced; read again later)."""
+    return _node(start, kwh, [])
 
 
 # ---- Tessie ------------------------------------------------------------------------------

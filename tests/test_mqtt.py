@@ -37,6 +37,8 @@ if MOSQUITTO is None:
 mqtt = pytest.importorskip("paho.mqtt.client")
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+ENTITIES = 8  # Home Assistant entities per config: switch, 6 sensors, a binary sensor
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -422,7 +424,7 @@ def test_two_configs_on_one_broker_are_two_devices(
     a, b = mqtt_config(house), mqtt_config(annex)
     assert cli(house, "--at", AT).code == 0 and cli(annex, "--at", AT).code == 0
     got = broker.retained("#")
-    assert len(discovery_topics(got, a.node_id)) == len(discovery_topics(got, b.node_id)) == 6
+    assert len(discovery_topics(got, a.node_id)) == len(discovery_topics(got, b.node_id)) == ENTITIES
     switch_a = json.loads(got[f"homeassistant/switch/{a.node_id}/enabled/config"])
     switch_b = json.loads(got[f"homeassistant/switch/{b.node_id}/enabled/config"])
     assert switch_a["unique_id"] != switch_b["unique_id"]
@@ -454,7 +456,7 @@ def test_discovery_comes_back_after_the_broker_loses_its_retained_messages(
     broker.publish_many([(topic, "") for topic in lost])  # as a broker without persistence after a restart
     assert discovery_topics(broker.retained("#"), settings.node_id) == set()
     assert cli(config, "--at", "2026-11-24T12:02:00+00:00").code == 0
-    assert len(discovery_topics(broker.retained("#"), settings.node_id)) == 6
+    assert len(discovery_topics(broker.retained("#"), settings.node_id)) == ENTITIES
     assert cli(config, "--at", "2026-11-25T12:03:00+00:00").code == 0
     assert read_state(config)["mqtt"]["discovery"]["at"] > sent_at  # and once a day in any case
 
@@ -501,7 +503,7 @@ def test_removing_discovery_clears_the_entities(
     config = make_config(mqtt=mqtt_section(broker.port, own_topics=True, discovery="true"))
     node = mqtt_config(config).node_id
     assert cli(config, "--at", AT).code == 0
-    assert len(discovery_topics(broker.retained("#"), node)) == 6
+    assert len(discovery_topics(broker.retained("#"), node)) == ENTITIES
     config.write_text(config.read_text().replace("discovery = true", "discovery = false"))
     assert cli(config, "--at", "2026-11-24T12:01:00+00:00").code == 0
     assert discovery_topics(broker.retained("#"), node) == set()
@@ -518,7 +520,7 @@ def test_configs_from_before_per_config_identity_drop_the_shared_entities(
     assert cli(config, "--at", AT).code == 0
     got = broker.retained("homeassistant/#")
     assert legacy not in got
-    assert len(discovery_topics(got, mqtt_config(config).node_id)) == 6
+    assert len(discovery_topics(got, mqtt_config(config).node_id)) == ENTITIES
 
 
 def test_switching_off_restores_the_users_tariff_once_when_asked(
@@ -591,3 +593,36 @@ def test_a_broker_that_lags_after_connack_never_turns_an_off_into_on(
     assert result.code == 0 and "did not answer the subscription" in result.log
     assert tessie.posted == [] and kraken.requests == []  # run_when_unreachable = false: skipped
     assert broker.retained(ENABLE)[ENABLE] == "off"  # never overwritten with on
+
+
+def test_the_bill_check_sensors_show_the_newest_final_day(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """After simulated days of cron runs: the status carries the newest final day's agreement and its
+    phantom half-hours with their money, and discovery offers them as two sensors."""
+    import test_report_e2e as day
+
+    kraken.data.settle = day.settle
+    kraken.data.planned = [
+        {"start": day.at(a).isoformat(), "end": day.at(b).isoformat(), "type": "SMART"} for a, b in day.SLOTS.values()
+    ]
+    config = make_config(mqtt=mqtt_section(broker.port, discovery="true"))
+    sim = day.Sim(kraken, tessie, config, cli)
+    day.live_the_day(sim)
+    assert json.loads(broker.retained(STATE)[STATE])["bill_check"] is None  # nothing final yet
+    for days in (3, 4, 8):
+        day.read_settlement_on(sim, days)
+    status = json.loads(broker.retained(STATE)[STATE])
+    assert status["bill_check"]["day"] == "2026-11-24"
+    final = day.oracle(final=True)
+    judged = [h for h in final if h["verdict"] in ("agree", "phantom", "missed")]
+    agreed = sum(1 for h in judged if h["verdict"] == "agree")
+    assert status["bill_check"]["agreement_percent"] == round(100 * agreed / len(judged), 1)
+    assert status["bill_check"]["phantom_half_hours"] == 1  # slot C (B was revised to cheap)
+    assert status["bill_check"]["phantom_gbp"] == pytest.approx(2.0 * (day.DAY_PENCE / 100 - day.CHEAP), abs=0.01)
+    node = mqtt_config(config).node_id
+    got = broker.retained("homeassistant/#")
+    agreement = json.loads(got[f"homeassistant/sensor/{node}/bill_agreement/config"])
+    assert agreement["unique_id"] == f"{node}_bill_agreement" and agreement["unit_of_measurement"] == "%"
+    assert "entity_category" not in agreement
+    assert f"homeassistant/sensor/{node}/bill_phantoms/config" in got

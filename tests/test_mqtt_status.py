@@ -13,6 +13,8 @@ from iops.core.tariff import Rates, Slot, TariffInputs, build_tariff
 
 NOW = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # Tuesday 01:00 GMT, inside the fixed window
 
+ENTITIES = 8  # Home Assistant entities per config: switch, 6 sensors, a binary sensor
+
 
 def mqtt(tmp_path: Path, **values: str) -> MqttConfig:
     path = tmp_path / "config.txt"
@@ -56,13 +58,13 @@ def test_a_long_result_is_cut_for_the_state_and_kept_whole_in_the_detail() -> No
 def test_discovery_is_sent_when_new_daily_and_when_the_broker_lost_the_status(tmp_path: Path) -> None:
     config = mqtt(tmp_path, discovery="true")
     first = plan_discovery(config, None, False, NOW, status_retained=None)
-    assert len(first.publish) == 6 and all(payload for _, payload in first.publish)
+    assert len(first.publish) == ENTITIES and all(payload for _, payload in first.publish)
     quiet = plan_discovery(config, first.sent, False, NOW + timedelta(minutes=1), status_retained=True)
     assert quiet.publish == [] and quiet.sent == first.sent  # a quiet minute costs nothing
     lost = plan_discovery(config, first.sent, False, NOW + timedelta(minutes=2), status_retained=False)
-    assert len(lost.publish) == 6
+    assert len(lost.publish) == ENTITIES
     daily = plan_discovery(config, first.sent, False, NOW + timedelta(days=1), status_retained=True)
-    assert len(daily.publish) == 6
+    assert len(daily.publish) == ENTITIES
 
 
 def test_entities_no_longer_ours_are_removed_once(tmp_path: Path) -> None:
@@ -76,7 +78,9 @@ def test_entities_no_longer_ours_are_removed_once(tmp_path: Path) -> None:
     # A config from before 1.1 kept only a digest: the shared legacy entities go, ours arrive.
     legacy = plan_discovery(on, None, True, NOW, status_retained=True)
     removed = [topic for topic, payload in legacy.publish if not payload]
-    assert "homeassistant/switch/io_powerwall_scheduler/enabled/config" in removed and len(removed) == 6
+    assert (
+        "homeassistant/switch/io_powerwall_scheduler/enabled/config" in removed and len(removed) == 6
+    )  # version 1.0's six
 
 
 def test_each_config_has_its_own_identity(tmp_path: Path) -> None:

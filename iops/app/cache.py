@@ -37,6 +37,7 @@ SECTIONS: Mapping[str, str] = {
     "dispatch": "iops.app.gather:DispatchMemory",
     "mqtt": "iops.app.publish:MqttMemory",
     "notes": "iops.app.notes:Notes",
+    "settle": "iops.app.settle:SettleMemory",
 }
 # Before 1.2 the durable records lived here too; the store takes them over (iops.app.store.migrate).
 LEGACY_DURABLE = ("tesla_auth", "originals", "paused")

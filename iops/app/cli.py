@@ -36,6 +36,16 @@ def _when(value: str) -> datetime:
     return parsed
 
 
+def _days(value: str) -> int:
+    try:
+        days = int(value)
+    except ValueError:
+        raise ValueError(f"{value[:20]!r} is not a whole number of days") from None
+    if not 1 <= days <= 60:
+        raise ValueError("must be from 1 to 60")
+    return days
+
+
 COMMAND = Command(
     SCRIPT,
     "Keep a Powerwall's Tesla tariff in step with Intelligent Octopus Go. Run it from cron every minute.",
@@ -50,6 +60,9 @@ COMMAND = Command(
         Option("--status", "how recent runs went (exit 1 while failing)"),
         Option("--restore", "put back the site's own tariff and pause this config until --resume"),
         Option("--resume", "carry on after --restore"),
+        Option("--report", "did the bill match what the Powerwall was told? (posts nothing)"),
+        Option("--days", "with --report: how many allowance days (default 7)", "N", _days, 7),
+        Option("--json", "with --report: one JSON object instead of text"),
     ),
     "Exit codes: 0 done or nothing to do, 1 a service failed, 2 the config needs fixing.",
 )
@@ -81,6 +94,10 @@ def _main(argv: Sequence[str] | None) -> int:
         from iops.app.status import status_command
 
         return status_command(path, now)
+    if args.report:
+        from iops.app.report import report_command
+
+        return report_command(path, now, days=args.days, as_json=args.json)
     if args.resume:
         from iops.app.restore import resume_command
 

@@ -19,6 +19,7 @@ from iops.core.settings import (
     Config,
     DebugConfig,
     FeaturesConfig,
+    HistoryConfig,
     MqttConfig,
     OctopusConfig,
     TariffConfig,
@@ -304,6 +305,10 @@ def load_config(
             stale_after_minutes=r.number("mqtt", "stale_after_minutes", "10", minimum=1),
             restore_when_off=r.boolean("mqtt", "restore_when_off", "false"),
         ),
+        history=HistoryConfig(
+            bill_check=r.boolean("history", "bill_check", "true"),
+            keep_days=_whole(r, "history", "keep_days", "400", minimum=30),
+        ),
         debug=DebugConfig(
             dry_run=r.boolean("debug", "dry_run", "false"),
             force=r.boolean("debug", "force", "false"),
@@ -316,6 +321,13 @@ def load_config(
     if r.problems:
         raise ConfigError(r.problems)
     return config
+
+
+def _whole(r: _Reader, section: str, key: str, default: str, *, minimum: int) -> int:
+    value = r.number(section, key, default, minimum=minimum)
+    if not value.is_integer():
+        r.problem(section, key, "must be a whole number")
+    return int(value)
 
 
 def _check_what_would_break_every_run(r: _Reader, config: Config) -> None:

@@ -23,7 +23,7 @@ from iops.services.kraken_cache import KrakenCache
 if TYPE_CHECKING:
     from iops.app.logs import RedactSecrets
     from iops.core.decision import Facts
-    from iops.core.dispatch_rules import BillingRules, Reason
+    from iops.core.dispatch_rules import BillingRules, DispatchData, DispatchDecision, Reason
     from iops.core.tariff import WeekPlan
     from iops.services.octopus import Kraken, PowerUpAnswer
 
@@ -52,12 +52,15 @@ class Polled:
 
 @dataclass(frozen=True)
 class Built:
-    """The tariff this run built, and why each half-hour is what it is."""
+    """The tariff this run built, why each half-hour is what it is, and what Octopus said."""
 
     plan: WeekPlan
     tariff: dict[str, Any]
     digest: str
     reasons: Mapping[tuple[date, int], Reason]
+    dispatches: DispatchData  # Octopus's answer, for the history
+    seen: DispatchDecision  # each half-hour's dispatch as seen (started-trust reading, whatever is in force)
+    trust: str  # the dispatch_trust in force
 
 
 def poll(
@@ -74,7 +77,7 @@ def poll(
     import requests
 
     from iops.core.decision import assemble, decide
-    from iops.core.dispatch_rules import SMART_CONTROL
+    from iops.core.dispatch_rules import SMART_CONTROL, decide_dispatches
     from iops.core.schedule_view import describe_rules, render_schedule
     from iops.services.octopus import Kraken
     from iops.services.tesla import tou_settings_body
@@ -95,8 +98,17 @@ def poll(
             polled.state = polled.state.put(kraken.cache)
             if redactor is not None:
                 redactor.add(kraken.cache.token)
-    started = {device: tuple(moments) for device, moments in gathered.started.items()}
-    polled.state = polled.state.put(DispatchMemory(started))
+    # The half-hours seen start are remembered whatever dispatch_trust is in force: the bill check
+    # compares the two settings on the user's own bill.
+    seen = decide_dispatches(
+        facts.dispatches,
+        replace(facts.rules, trust="started"),
+        facts.remembered,
+        now,
+        config.tariff.time_zone,
+        (config.tariff.off_peak_start, config.tariff.off_peak_end),
+    )
+    polled.state = polled.state.put(DispatchMemory({device: tuple(m) for device, m in seen.started.items()}))
     plan, tariff, digest = decide(config, gathered, now)
     if show:
         print(render_schedule(plan, now, config.tariff.time_zone, gathered.rates, reasons=gathered.reasons))
@@ -108,7 +120,7 @@ def poll(
     polled.events += [(s.slot.start.timestamp(), s.slot.end.timestamp()) for s in gathered.saving_sessions]
     polled.smart_control = SMART_CONTROL in facts.dispatches.device_states.values()
     log.debug("Octopus requests this run: %d", kraken.requests_made)
-    return Built(plan, tariff, digest, gathered.reasons)
+    return Built(plan, tariff, digest, gathered.reasons, facts.dispatches, seen, gathered.rules.trust)
 
 
 def _clock(config: Config, now: datetime) -> dict[str, Any]:

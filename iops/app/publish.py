@@ -48,7 +48,8 @@ def publish_status(
     redactor: RedactSecrets | None,
 ) -> State:
     """The retained status, plus discovery when due, plus the switch's first state when none is retained."""
-    from iops.core.mqtt_payloads import StatusFacts, cheap_blocks, plan_discovery, status_payload
+    from iops.app.settle import SettleMemory
+    from iops.core.mqtt_payloads import BillFacts, StatusFacts, cheap_blocks, plan_discovery, status_payload
     from iops.services.mqtt import publish
 
     memory = state.get(MqttMemory)
@@ -57,8 +58,13 @@ def publish_status(
         memory = replace(
             memory, blocks=tuple((datetime.fromisoformat(s), datetime.fromisoformat(e), k) for s, e, k in blocks)
         )
-    tesla, failing = state.get(TeslaCalls), state.get(Failure)
+    tesla, failing, settled = state.get(TeslaCalls), state.get(Failure), state.get(SettleMemory)
     text = f"{outcome.result}: {outcome.detail}" if outcome.detail else outcome.result
+    bill = (
+        BillFacts(settled.final_day, settled.agreement, settled.phantom, settled.phantom_gbp)
+        if settled.final_day
+        else None
+    )
     facts = StatusFacts(
         result=redactor.redact(text) if redactor else text,
         posted=outcome.posted,
@@ -67,6 +73,7 @@ def publish_status(
         last_post=tesla.posted_at or None,
         failing_since=failing.since if failing.runs else None,
         blocks=[(s.isoformat(), e.isoformat(), k) for s, e, k in memory.blocks],
+        bill=bill,
     )
     sent = memory.discovery
     discovery = plan_discovery(

@@ -26,6 +26,7 @@ from iops.core.call_policy import (
     after_octopus_failure,
     after_poll,
     after_tesla_error,
+    busy,
     for_site,
     plan_octopus,
     plan_tesla,
@@ -44,6 +45,9 @@ from iops.core.errors import (
 from iops.core.settings import Config
 
 if TYPE_CHECKING:
+    from iops.app.gather import Built
+    from iops.core.bill_check import ToldVersion
+    from iops.core.call_policy import TeslaPlan
     from iops.services.mqtt import FlagReading
 
 log = logging.getLogger(__name__)
@@ -193,6 +197,17 @@ def _cron(job: Job, opts: Options) -> Outcome:
         raise
     finally:
         job.state = job.state.put(tesla_calls)
+    if opts.live and built is not None:  # after the tariff work: the history, then the bill check
+        _record_history(job, built, tesla_plan if tesla_plan.action == "post" else None)
+        from iops.app.settle import settle_if_due
+
+        # Only on a quiet poll: not while a slot is under way or near, as this poll may just have learnt.
+        calls = job.state.get(OctopusCalls)
+        quiet = octopus_plan.reason == "due" and not busy(calls, now, config.octopus.poll_minutes)
+        calls = settle_if_due(job, calls, quiet=quiet, trust=built.trust)  # it puts its own memory
+        job.state = job.state.put(calls)
+    elif opts.live and tesla_plan.action == "post":
+        _record_history(job, None, tesla_plan)
     digest = built.digest if built else tesla_calls.posted_hash
     plan = built.plan if built else None
     if tesla_plan.action == "post":
@@ -211,6 +226,27 @@ def _cron(job: Job, opts: Options) -> Outcome:
     log.debug("Tariff %s: %s (%s)", digest[:12], result, tesla_plan.reason)
     answered = frozenset([*(["Octopus"] if built else []), *(["Tesla"] if tesla_plan.action == "verify" else [])])
     return Outcome(result=result, digest=digest, plan=plan, answered=answered)
+
+
+def _record_history(job: Job, built: Built | None, posted: TeslaPlan | None) -> None:
+    """What the Powerwall was told (a post Tesla accepted), and what this poll saw of the dispatches."""
+    from iops.app import history
+
+    store = job.records.store()
+    now = job.now
+    if built is not None:
+        history.record_poll(store, built.dispatches, built.seen, now)
+    if posted is None or posted.tariff is None:
+        return
+    version: ToldVersion | None
+    if built is not None and posted.tariff is built.tariff:
+        version = history.version_from_built(built, now.timestamp())
+    else:  # a repost, or one left pending: read back from the tariff itself
+        version = history.version_from_tariff(
+            posted.tariff, posted.digest, now.timestamp(), store.reasons_of(posted.digest)
+        )
+    if version is not None:
+        store.record_told(version)
 
 
 def _paused(job: Job, opts: Options) -> bool:

@@ -2,7 +2,10 @@
 
 - the Fleet API token chain (a rotated refresh token exists nowhere else);
 - the tariff each site had before the scheduler's first post, for --restore;
-- the pause (from --restore until --resume).
+- the pause (from --restore until --resume);
+- the history (schema 2): what the Powerwall was told (each accepted post), the dispatches seen,
+  and what Octopus settled for each half-hour, for the bill check (--report). Octopus keeps only
+  about a day of completed dispatches, so this is the only record of them.
 
 Every write is a transaction. The schema is versioned (``PRAGMA user_version``) and upgraded in
 place. The file is mode 0600, one per config, and never silently replaced: a file that cannot be
@@ -18,18 +21,20 @@ import math
 import os
 import stat
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iops.core.bill_check import Line, Settled, ToldVersion
 from iops.core.errors import StoreUnusable
 from iops.services.tesla import FleetChain
 
 if TYPE_CHECKING:
     import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Each step takes the schema from the version before it to its own number.
 MIGRATIONS: Mapping[int, tuple[str, ...]] = {
     1: (
@@ -52,6 +57,39 @@ MIGRATIONS: Mapping[int, tuple[str, ...]] = {
              why TEXT NOT NULL,
              put_back INTEGER NOT NULL DEFAULT 0  -- 1 while the user's own tariff waits to be posted back
            )""",
+    ),
+    2: (
+        # Each tariff Tesla accepted: its week as 7 lines (Monday first) of 48 symbols (# peak, . off-peak,
+        # 0 free, ! saving session), its prices and why each half-hour is what it is. The one live during
+        # a half-hour is the last accepted before the half-hour's middle.
+        """CREATE TABLE told (
+             accepted_at REAL PRIMARY KEY,  -- Unix time
+             kind TEXT NOT NULL,  -- ours, or theirs (the user's own tariff put back)
+             digest TEXT NOT NULL,
+             grid TEXT NOT NULL,
+             prices TEXT NOT NULL,  -- {"OFF_PEAK": [buy, sell], ...} GBP/kWh
+             reasons TEXT NOT NULL)  -- {"2026-11-24 14:00": "planned", ...} (local half-hour starts)""",
+        # The dispatch as last seen for each half-hour outside the fixed window, whatever dispatch_trust is
+        # in force: not-started (planned, the car never began it), started, awaiting, completed, over-allowance.
+        """CREATE TABLE slot_facts (
+             start TEXT PRIMARY KEY,  -- UTC half-hour start, ISO 8601
+             fact TEXT NOT NULL,
+             updated_at REAL NOT NULL)""",
+        # Octopus's dispatch answer, each time it changed: planned per car, completed, each car's state.
+        "CREATE TABLE dispatches_seen (seen_at REAL PRIMARY KEY, data TEXT NOT NULL)",
+        # What Octopus settled per half-hour of the import meter, every read kept (Octopus revises).
+        """CREATE TABLE settlement (
+             start TEXT NOT NULL,  -- UTC half-hour start, ISO 8601
+             read_at REAL NOT NULL,
+             kwh REAL NOT NULL,
+             lines TEXT NOT NULL,  -- [[label, kWh, pence per kWh with VAT or null], ...]
+             PRIMARY KEY (start, read_at))""",
+        # Each allowance day (12:00 to 12:00 local, named by its first date): when it was read, and how it stood.
+        """CREATE TABLE settled_days (
+             day TEXT PRIMARY KEY,
+             reads TEXT NOT NULL,  -- [Unix time, ...]
+             status TEXT NOT NULL,  -- complete, partial, empty
+             note TEXT NOT NULL DEFAULT '')""",
     ),
 }
 ACCESS_TOKEN_BOUND = 12 * 3600.0  # Fleet access tokens last about 8 hours
@@ -231,6 +269,167 @@ class Store:
     def clear_pause(self) -> bool:
         with self.transaction() as db:
             return db.execute("DELETE FROM pause").rowcount > 0
+
+    # ---- the history: what the Powerwall was told ---------------------------------------------
+
+    def record_told(self, version: ToldVersion) -> None:
+        """Keep an accepted tariff (written once per post: a quiet day writes nothing)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO told (accepted_at, kind, digest, grid, prices, reasons) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    version.at,
+                    version.kind,
+                    version.digest,
+                    "\n".join(version.grid),
+                    json.dumps({k: list(v) for k, v in version.prices.items()}, sort_keys=True),
+                    json.dumps(dict(version.reasons), sort_keys=True),
+                ),
+            )
+
+    def told_between(self, start: float, end: float) -> list[ToldVersion]:
+        """The versions live from ``start`` to ``end``: the last accepted before start, and those after it."""
+        with self._guard():
+            rows = self.db.execute(
+                "SELECT accepted_at, kind, digest, grid, prices, reasons FROM told WHERE accepted_at >= "
+                "COALESCE((SELECT max(accepted_at) FROM told WHERE accepted_at <= ?), 0) AND accepted_at < ? "
+                "ORDER BY accepted_at",
+                (start, end),
+            ).fetchall()
+        out = []
+        for at, kind, digest, grid, prices, reasons in rows:
+            try:
+                out.append(
+                    ToldVersion(
+                        at=float(at),
+                        kind=str(kind),
+                        digest=str(digest),
+                        grid=tuple(str(grid).split("\n")),
+                        prices={k: (float(v[0]), float(v[1])) for k, v in json.loads(prices).items()},
+                        reasons={str(k): str(v) for k, v in json.loads(reasons).items()},
+                    )
+                )
+            except (ValueError, TypeError, IndexError, AttributeError) as err:
+                raise StoreUnusable(self.path, f"a told tariff of {at} cannot be read ({type(err).__name__})") from err
+        return out
+
+    def history_began(self) -> float | None:
+        """When the first tariff of the history was accepted (Unix time), if any."""
+        row = self._one("SELECT min(accepted_at) FROM told")
+        return float(row[0]) if row and row[0] is not None else None
+
+    def last_told_digest(self) -> str:
+        row = self._one("SELECT digest FROM told ORDER BY accepted_at DESC LIMIT 1")
+        return str(row[0]) if row else ""
+
+    def reasons_of(self, digest: str) -> dict[str, str]:
+        """The reasons last kept with a tariff (a repost of it carries the same ones)."""
+        row = self._one("SELECT reasons FROM told WHERE digest = ? ORDER BY accepted_at DESC LIMIT 1", digest)
+        try:
+            return {str(k): str(v) for k, v in json.loads(row[0]).items()} if row else {}
+        except (ValueError, AttributeError):
+            return {}
+
+    def record_facts(self, facts: Mapping[str, str], now: float) -> int:
+        """Keep each half-hour's dispatch fact where it changed; how many rows were written."""
+        if not facts:
+            return 0
+        with self.transaction() as db:
+            known = dict(
+                db.execute(
+                    f"SELECT start, fact FROM slot_facts WHERE start IN ({','.join('?' * len(facts))})",  # noqa: S608
+                    tuple(facts),
+                ).fetchall()
+            )
+            changed = [(start, fact, now) for start, fact in facts.items() if known.get(start) != fact]
+            db.executemany("INSERT OR REPLACE INTO slot_facts (start, fact, updated_at) VALUES (?, ?, ?)", changed)
+        return len(changed)
+
+    def facts_between(self, start: str, end: str) -> dict[str, str]:
+        with self._guard():
+            rows = self.db.execute("SELECT start, fact FROM slot_facts WHERE start >= ? AND start < ?", (start, end))
+            return {str(k): str(v) for k, v in rows.fetchall()}
+
+    def record_dispatches(self, data: Mapping[str, Any], now: float) -> bool:
+        """Keep Octopus's dispatch answer when it differs from the last one kept."""
+        text = json.dumps(data, sort_keys=True)
+        with self.transaction() as db:
+            last = db.execute("SELECT data FROM dispatches_seen ORDER BY seen_at DESC LIMIT 1").fetchone()
+            if last is not None and last[0] == text:
+                return False
+            db.execute("INSERT OR REPLACE INTO dispatches_seen (seen_at, data) VALUES (?, ?)", (now, text))
+        return True
+
+    # ---- the history: what Octopus settled ---------------------------------------------------
+
+    def record_settlement(self, day: str, rows: Sequence[Settled], read_at: float, status: str, note: str = "") -> None:
+        """One read of one allowance day: every half-hour's lines, and the day's status."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO settlement (start, read_at, kwh, lines) VALUES (?, ?, ?, ?)",
+                [
+                    (
+                        row.start.isoformat(),
+                        read_at,
+                        row.kwh,
+                        json.dumps([[line.label, line.kwh, line.pence_per_kwh] for line in row.lines]),
+                    )
+                    for row in rows
+                ],
+            )
+            found = db.execute("SELECT reads FROM settled_days WHERE day = ?", (day,)).fetchone()
+            reads = [*json.loads(found[0]), read_at] if found else [read_at]
+            db.execute(
+                "INSERT OR REPLACE INTO settled_days (day, reads, status, note) VALUES (?, ?, ?, ?)",
+                (day, json.dumps(reads), status, note),
+            )
+
+    def settled_day(self, day: str) -> tuple[list[float], str, str] | None:
+        """A day's reads (Unix times), status and note; None when never read."""
+        row = self._one("SELECT reads, status, note FROM settled_days WHERE day = ?", day)
+        if row is None:
+            return None
+        try:
+            return [float(r) for r in json.loads(row[0])], str(row[1]), str(row[2])
+        except (ValueError, TypeError) as err:
+            raise StoreUnusable(self.path, f"the reads of {day} cannot be read") from err
+
+    def settled_between(self, start: str, end: str) -> dict[str, Settled]:
+        """The newest read of each half-hour from start to end."""
+        with self._guard():
+            rows = self.db.execute(
+                "SELECT s.start, s.kwh, s.lines FROM settlement s JOIN (SELECT start, max(read_at) AS newest "
+                "FROM settlement WHERE start >= ? AND start < ? GROUP BY start) n "
+                "ON s.start = n.start AND s.read_at = n.newest",
+                (start, end),
+            ).fetchall()
+        out = {}
+        for start_text, kwh, lines in rows:
+            try:
+                parsed = tuple(
+                    Line(None if label is None else str(label), float(k), None if p is None else float(p))
+                    for label, k, p in json.loads(lines)
+                )
+                out[str(start_text)] = Settled(datetime.fromisoformat(start_text), float(kwh), parsed)
+            except (ValueError, TypeError) as err:
+                raise StoreUnusable(self.path, f"the settlement of {start_text} cannot be read") from err
+        return out
+
+    def prune(self, before: float) -> int:
+        """Drop history older than ``before`` (Unix time), keeping the version live at that moment."""
+        cutoff = datetime.fromtimestamp(before, UTC).isoformat()
+        with self.transaction() as db:
+            keep = db.execute("SELECT max(accepted_at) FROM told WHERE accepted_at <= ?", (before,)).fetchone()[0]
+            dropped = db.execute(
+                "DELETE FROM told WHERE accepted_at < ?", (keep if keep is not None else before,)
+            ).rowcount
+            dropped += db.execute("DELETE FROM slot_facts WHERE start < ?", (cutoff,)).rowcount
+            dropped += db.execute("DELETE FROM dispatches_seen WHERE seen_at < ?", (before,)).rowcount
+            dropped += db.execute("DELETE FROM settlement WHERE start < ?", (cutoff,)).rowcount
+            day = datetime.fromtimestamp(before, UTC).date().isoformat()
+            dropped += db.execute("DELETE FROM settled_days WHERE day < ?", (day,)).rowcount
+        return dropped
 
     # ---- taking over the records an older version kept in the cache -----------------------------
 

@@ -82,14 +82,9 @@ def plan_octopus(calls: OctopusCalls, now: datetime, poll_minutes: float, *, for
         return OctopusPlan("wait", "Octopus asked us to slow down", calls.backoff_until)
     if force:
         return OctopusPlan("poll", "forced")
-    soon = t + poll_minutes * 60
-    if calls.smart_control:
-        return OctopusPlan("poll", "a car is under smart control")
-    if any(start <= t < end for start, end in calls.dispatches):
-        return OctopusPlan("poll", "a dispatch is under way")
-    for start, end in (*calls.dispatches, *calls.events):
-        if t <= start < soon or t <= end < soon:
-            return OctopusPlan("poll", "a dispatch or event starts or ends soon")
+    happening = busy(calls, now, poll_minutes)
+    if happening:
+        return OctopusPlan("poll", happening)
     since = t - calls.polled_at
     if since < poll_minutes * 60 - 30:  # 30 s of slack: cron starts a little late or early
         return OctopusPlan("idle", "polled recently")
@@ -100,6 +95,21 @@ def plan_octopus(calls: OctopusCalls, now: datetime, poll_minutes: float, *, for
     if full and since < (poll_minutes + 1) * 60 - 30:
         return OctopusPlan("idle", f"{OCTOPUS_BUDGET - BUDGET_RESERVE} requests in the last hour")
     return OctopusPlan("poll", "due")
+
+
+def busy(calls: OctopusCalls, now: datetime, poll_minutes: float) -> str:
+    """Why Octopus is polled every minute now ("" when nothing is happening): a car under smart
+    control, a dispatch under way, or a dispatch or event that starts or ends within poll_minutes."""
+    t = now.timestamp()
+    soon = t + poll_minutes * 60
+    if calls.smart_control:
+        return "a car is under smart control"
+    if any(start <= t < end for start, end in calls.dispatches):
+        return "a dispatch is under way"
+    for start, end in (*calls.dispatches, *calls.events):
+        if t <= start < soon or t <= end < soon:
+            return "a dispatch or event starts or ends soon"
+    return ""
 
 
 def recent(times: Sequence[float], t: float) -> tuple[float, ...]:

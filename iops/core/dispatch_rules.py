@@ -72,6 +72,8 @@ class DispatchData:
 
 @dataclass(frozen=True)
 class BillingRules:
+    """The billing rules in force: whose evidence makes a slot cheap, and the car allowance."""
+
     trust: Trust
     allowance: int | None  # half-hours per device and allowance day; None means no limit
     tariff_code: str | None = None  # the import tariff code these were derived from, if known
@@ -79,9 +81,14 @@ class BillingRules:
 
 @dataclass(frozen=True)
 class DispatchDecision:
+    """Which dispatch half-hours are cheap, and why each one is or is not."""
+
     cheap: tuple[Slot, ...]  # half-hours outside the core window billed off-peak
     reasons: Mapping[tuple[date, int], Reason]  # (local date, half-hour) -> reason, outside the core window
     started: Mapping[str, tuple[datetime, ...]]  # device -> UTC half-hours seen started, to remember
+    by_instant: Mapping[datetime, Reason] = field(
+        default_factory=dict
+    )  # UTC half-hour start -> reason, outside the core window
 
 
 def is_charge_cap_tariff(tariff_code: str | None) -> bool:
@@ -137,7 +144,7 @@ def decide_dispatches(
         key = local_half_hour(moment, tz)
         if _stronger(reason, by_local.get(key)):
             by_local[key] = reason
-    return DispatchDecision(cheap=cheap, reasons=by_local, started=started)
+    return DispatchDecision(cheap=cheap, reasons=by_local, started=started, by_instant=outside_core)
 
 
 def _clipped(data: DispatchData, now: datetime) -> DispatchData:

@@ -76,6 +76,17 @@ class StatusFacts:
     last_post: float | None = None
     failing_since: float | None = None
     blocks: Sequence[Block] = ()
+    bill: BillFacts | None = None  # the bill check's newest final day, when there is one
+
+
+@dataclass(frozen=True)
+class BillFacts:
+    """The newest final day of the bill check: how often the bill agreed with what we told the Powerwall."""
+
+    day: str  # the allowance day, named by its first date
+    agreement: float | None  # share of the half-hours with usage that agree (None: no usage to judge)
+    phantom: int  # half-hours we said cheap and Octopus billed standard
+    phantom_gbp: float
 
 
 def _iso(timestamp: Any) -> str | None:
@@ -97,6 +108,14 @@ def status_payload(facts: StatusFacts) -> dict[str, Any]:
         "failing_since": _iso(facts.failing_since),
         "next_off_peak": upcoming[0][0] if upcoming else None,
         "next_off_peak_blocks": [{"start": s, "end": e, "label": k} for s, e, k in upcoming],
+        "bill_check": None
+        if facts.bill is None
+        else {
+            "day": facts.bill.day,
+            "agreement_percent": None if facts.bill.agreement is None else round(100 * facts.bill.agreement, 1),
+            "phantom_half_hours": facts.bill.phantom,
+            "phantom_gbp": facts.bill.phantom_gbp,
+        },
     }
 
 
@@ -131,7 +150,30 @@ def discovery_messages(config: MqttConfig) -> list[tuple[str, dict[str, Any]]]:
             },
         )
     ]
+    bill = "value_json.bill_check"
     sensors: dict[str, dict[str, Any]] = {
+        "bill_agreement": {
+            "name": "Bill agreement",
+            "value_template": (
+                f"{{{{ {bill}.agreement_percent if {bill} and {bill}.agreement_percent is not none else None }}}}"
+            ),
+            "unit_of_measurement": "%",
+            "state_class": "measurement",
+            "icon": "mdi:receipt-text-check",
+            "json_attributes_topic": config.state_topic,
+            "json_attributes_template": f"{{{{ {{'day': {bill}.day if {bill} else none}} | tojson }}}}",
+        },
+        "bill_phantoms": {
+            "name": "Phantom cheap half-hours",
+            "value_template": f"{{{{ {bill}.phantom_half_hours if {bill} else None }}}}",
+            "state_class": "measurement",
+            "icon": "mdi:receipt-text-remove",
+            "json_attributes_topic": config.state_topic,
+            "json_attributes_template": (
+                f"{{{{ {{'gbp': {bill}.phantom_gbp if {bill} else none, "
+                f"'day': {bill}.day if {bill} else none}} | tojson }}}}"
+            ),
+        },
         "last_run": {"name": "Last run", "value_template": "{{ value_json.last_run }}", "device_class": "timestamp"},
         "result": {
             "name": "Result",

@@ -104,6 +104,14 @@ class DebugConfig:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    """[history]: what the durable records keep, and the daily bill check."""
+
+    bill_check: bool = True  # read what Octopus billed each half-hour, once a day
+    keep_days: int = 400  # history older than this is dropped
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole config file, checked; where its cache, durable records, lock and log live."""
 
@@ -114,6 +122,7 @@ class Config:
     features: FeaturesConfig
     mqtt: MqttConfig
     debug: DebugConfig
+    history: HistoryConfig = HistoryConfig()
 
     @property
     def state_path(self) -> Path:

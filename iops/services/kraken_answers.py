@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from iops.core.bill_check import ENERGY_TYPES, Line, Settled
 from iops.core.dispatch_rules import DispatchData, PlannedDispatch
 from iops.core.errors import BadResponse, CredentialsRejected, RateLimited
 from iops.core.events import OCTOPOINTS_PER_POUND, POWER_DOWN_TYPES, POWER_UP_TYPES, SessionEvent
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 SERVICE = "Octopus"
 MAX_POINTS = 100_000.0  # OctoPoints per kWh: £125/kWh, far above any session seen
 MAX_PENCE = 1_000.0  # a unit rate in pence per kWh
+MAX_KWH = 100.0  # one half-hour of a home's import: 200 kW, far above any supply
 POWER_UP_KEYS = ("powerUpsFirst", "powerUpsLast")
 
 
@@ -295,3 +297,67 @@ def _number(value: Any, largest: float) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) and 0 <= number <= largest else None
+
+
+@dataclass(frozen=True)
+class MeasurementsPage:
+    """One page of the settlement: the half-hours read, and the cursor of the next page (if any)."""
+
+    settled: list[Settled]
+    next_cursor: str | None
+    found_meter: bool  # a property of the account holds the meter asked about
+
+
+def parse_measurements(data: Mapping[str, Any], mpan: str) -> MeasurementsPage:
+    """The settled half-hours of the property that holds ``mpan``; raises BadResponse on an odd shape.
+
+    Decimals arrive as text; amounts are pence. A number that is not finite is refused.
+    """
+    account = data.get("account")
+    if not isinstance(account, dict):
+        raise BadResponse(SERVICE, "account missing from the measurements answer")
+    properties = _objects(account.get("properties") or [], "properties")
+    ours = [
+        p
+        for p in properties
+        if mpan in {str(m.get("mpan")) for m in _objects(p.get("electricityMeterPoints") or [], "meter points")}
+    ]
+    chosen = ours[0] if ours else (properties[0] if len(properties) == 1 else None)
+    if chosen is None:
+        return MeasurementsPage([], None, found_meter=False)
+    connection = chosen.get("measurements")
+    if not isinstance(connection, dict):
+        raise BadResponse(SERVICE, "measurements missing from the answer")
+    settled = []
+    for edge in _objects(connection.get("edges") or [], "measurement edges"):
+        node = edge.get("node")
+        if not isinstance(node, dict) or node.get("startAt") is None:
+            continue  # a reading without an interval (a register read): not a half-hour
+        start = parse_time(node.get("startAt")).astimezone(UTC)
+        kwh = _number(node.get("value"), MAX_KWH)
+        if kwh is None:
+            raise BadResponse(SERVICE, f"measurement at {start.isoformat()} has no plausible kWh")
+        meta = _dict(node.get("metaData"))
+        lines = []
+        for stat in _objects(meta.get("statistics") or [], "statistics"):
+            if str(stat.get("type") or "") not in ENERGY_TYPES:
+                continue  # standing charge, carbon and the growing rest: not energy
+            value = _number(stat.get("value") if stat.get("value") is not None else 0, MAX_KWH)
+            cost = _dict(stat.get("costInclTax"))
+            per_unit = _dict(cost.get("pricePerUnit"))
+            price = _number(per_unit.get("amount"), MAX_PENCE) if per_unit.get("amount") is not None else None
+            if price is None and value and cost.get("estimatedAmount") is not None:
+                amount = _number(cost.get("estimatedAmount"), MAX_PENCE * MAX_KWH)
+                price = amount / value if amount is not None else None
+            if value is None:
+                raise BadResponse(SERVICE, f"a statistic at {start.isoformat()} has no plausible kWh")
+            label = stat.get("label")
+            lines.append(Line(str(label) if label else None, value, price))
+        settled.append(Settled(start, kwh, tuple(lines)))
+    info = _dict(connection.get("pageInfo"))
+    cursor = info.get("endCursor") if info.get("hasNextPage") else None
+    return MeasurementsPage(settled, str(cursor) if cursor else None, found_meter=True)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -118,3 +118,34 @@ mutation JoinSavingSession($accountNumber: String!, $eventCode: String!) {
   joinSavingSessionsEvent(input: {accountNumber: $accountNumber, eventCode: $eventCode}) { joinedEventCodes }
 }
 """
+
+# The import meter's half-hourly settlement (octopus_settlement.md §6.2): measurements hang on the
+# property; the one whose meter points hold the import MPAN is ours. Paged with ``after``.
+MEASUREMENTS_QUERY = """
+query Measurements(
+  $accountNumber: String!, $mpan: String!, $from: DateTime!, $to: DateTime!, $first: Int!, $after: String
+) {
+  account(accountNumber: $accountNumber) {
+    properties {
+      id
+      electricityMeterPoints { mpan }
+      measurements(
+        startAt: $from, endAt: $to, first: $first, after: $after,
+        utilityFilters: [{electricityFilters: {
+          readingFrequencyType: THIRTY_MIN_INTERVAL, readingDirection: CONSUMPTION, marketSupplyPointId: $mpan
+        }}]
+      ) {
+        pageInfo { hasNextPage endCursor }
+        edges {
+          node {
+            value
+            unit
+            ... on IntervalMeasurementType { startAt endAt }
+            metaData { statistics { type label value costInclTax { estimatedAmount pricePerUnit { amount } } } }
+          }
+        }
+      }
+    }
+  }
+}
+"""

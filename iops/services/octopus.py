@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from iops import USER_AGENT
+from iops.core.bill_check import Settled
 from iops.core.dispatch_rules import DispatchData
 from iops.core.errors import BadResponse, CredentialsRejected, ServiceUnavailable
 from iops.core.rates import AutoRates
@@ -35,6 +36,7 @@ from iops.services.kraken_answers import (
     merge_power_ups,
     parse_agreements,
     parse_dispatch_data,
+    parse_measurements,
 )
 from iops.services.kraken_cache import (
     REFRESH_LIFETIME_BOUND,
@@ -50,6 +52,7 @@ from iops.services.kraken_queries import (
     FREE_ELECTRICITY_CAMPAIGN,
     JOIN_SAVING_SESSION_MUTATION,
     MAX_EVS,
+    MEASUREMENTS_QUERY,
     POWER_UPS_QUERY,
     SAVING_SESSIONS_QUERY,
     TOKEN_MUTATION,
@@ -64,6 +67,7 @@ TOKEN_MARGIN = timedelta(minutes=5)
 DEVICE_TTL = timedelta(hours=24)
 ACCOUNT_TTL = timedelta(hours=24)
 RATES_TTL = timedelta(hours=24)
+PAGE_SIZE, MAX_PAGES = 100, 4  # a settlement day is 46-62 half-hours: one page, bounded
 # Kraken codes that, after a fresh token, mean the key may not see this account.
 ACCOUNT_REFUSED_CODES = frozenset({"KT-CT-1111"})
 
@@ -337,6 +341,31 @@ class Kraken:
 
     def saving_sessions(self) -> dict[str, Any]:
         return self.graphql(SAVING_SESSIONS_QUERY, {"accountNumber": self.config.account_number}, backend=True)
+
+    def measurements(
+        self, mpan: str, start: datetime, end: datetime, *, max_pages: int = MAX_PAGES
+    ) -> tuple[list[Settled], bool]:
+        """The import meter's settled half-hours from start to end, paged (100 a page), filtered to the
+        window here (whether Octopus counts an interval starting at ``end`` is not documented); and
+        whether a property of the account holds the meter at all."""
+        variables: dict[str, Any] = {
+            "accountNumber": self.config.account_number,
+            "mpan": mpan,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "first": PAGE_SIZE,
+            "after": None,
+        }
+        found: dict[datetime, Settled] = {}
+        for _ in range(max_pages):
+            page = parse_measurements(self.graphql(MEASUREMENTS_QUERY, variables), mpan)
+            if not page.found_meter:
+                return [], False
+            found.update((s.start, s) for s in page.settled if start <= s.start < end)
+            if page.next_cursor is None:
+                break
+            variables["after"] = page.next_cursor
+        return [found[k] for k in sorted(found)], True
 
     def join_saving_session(self, code: str) -> Sequence[str]:
         data = self.graphql(
