@@ -431,6 +431,8 @@ class KrakenData:
     # a revision. None: no settlement at all.
     settle: Callable[[datetime, float], dict[str, Any] | None] | None = None
     properties_mpans: list[list[str]] = field(default_factory=lambda: [[IMPORT_MPAN, EXPORT_MPAN]])
+    has_import: bool = True  # False: an export-only account
+    replaced_import: tuple[str, str] | None = None  # (new MPAN, from when): the import meter point replaced
     planned: list[dict[str, Any]] = field(default_factory=list)  # the first EV's (DEVICE_ID)
     planned_by_device: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # other EVs
     device_states: dict[str, str] = field(default_factory=dict)  # device id -> currentState
@@ -683,11 +685,17 @@ class FakeKraken(FakeService):
         d = self.data
         imports = [_agreement("2025-06-01T00:00:00+01:00", d.import_valid_to, *d.import_tariff), *d.later_imports]
         exports = [_agreement("2025-06-01T00:00:00+01:00", None, *d.export_tariff)]
+        points = [{"meterPoint": {"mpan": EXPORT_MPAN, "direction": "EXPORT", "agreements": exports}}]
+        if d.has_import and d.replaced_import is not None:
+            mpan, since = d.replaced_import
+            old = [_agreement("2025-06-01T00:00:00+01:00", since, *d.import_tariff)]
+            new = [_agreement(since, None, *d.import_tariff)]
+            points.insert(0, {"meterPoint": {"mpan": IMPORT_MPAN, "direction": "IMPORT", "agreements": old}})
+            points.insert(1, {"meterPoint": {"mpan": mpan, "direction": "IMPORT", "agreements": new}})
+        elif d.has_import:
+            points.insert(0, {"meterPoint": {"mpan": IMPORT_MPAN, "direction": "IMPORT", "agreements": imports}})
         return {
-            "electricityAgreements": [
-                {"meterPoint": {"mpan": IMPORT_MPAN, "direction": "IMPORT", "agreements": imports}},
-                {"meterPoint": {"mpan": EXPORT_MPAN, "direction": "EXPORT", "agreements": exports}},
-            ],
+            "electricityAgreements": points,
             "properties": [
                 {
                     "id": str(1234567 + i),

@@ -143,18 +143,22 @@ def test_ended_days_are_the_newest_that_ended_before_now(now: datetime) -> None:
 @settings(max_examples=100, deadline=None)
 @given(
     day=st.dates(min_value=date(2024, 1, 1), max_value=date(2030, 1, 1)),
-    hours_after=st.integers(min_value=0, max_value=24 * 12),
+    hours_after=st.integers(min_value=0, max_value=24 * 16),
 )
-def test_a_day_is_read_at_36_hours_3_and_7_days_then_never(day: date, hours_after: int) -> None:
+def test_a_day_is_read_at_36_hours_3_7_and_14_days_then_never(day: date, hours_after: int) -> None:
     _, end = allowance_day_bounds(day, LONDON)
     now = end + timedelta(hours=hours_after)
     first = timedelta(hours=36)
     due = due_for_settlement(day, LONDON, now, [], first_after=first)
     assert due == (now >= end + first)
-    once = [end + first]
-    assert due_for_settlement(day, LONDON, now, once, first_after=first) == (now >= end + timedelta(days=3))
-    final = [end + timedelta(days=7)]
-    assert not due_for_settlement(day, LONDON, now, final, first_after=first)
+    reads = [end + first]
+    assert due_for_settlement(day, LONDON, now, reads, first_after=first) == (now >= end + timedelta(days=3))
+    reads.append(end + timedelta(days=3))
+    assert due_for_settlement(day, LONDON, now, reads, first_after=first) == (now >= end + timedelta(days=7))
+    reads.append(end + timedelta(days=7))
+    assert due_for_settlement(day, LONDON, now, reads, first_after=first) == (now >= end + timedelta(days=14))
+    reads.append(end + timedelta(days=14))
+    assert not due_for_settlement(day, LONDON, now, reads, first_after=first)
 
 
 def test_the_version_live_at_a_half_hours_middle_speaks_for_it() -> None:

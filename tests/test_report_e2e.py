@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from conftest import Result
-from fakes import DAY_PENCE, DEVICE_ID, NIGHT_PENCE, FakeKraken, FakeTessie, smb_node
+from fakes import DAY_PENCE, DEVICE_ID, NIGHT_PENCE, FakeKraken, FakeTessie, legacy_node, smb_node, stripped_node
 
 DAY = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # the allowance day's start (GMT: local = UTC)
 SLOTS = {"A": ("14:00", "15:00"), "B": ("16:00", "16:30"), "C": ("17:00", "17:30")}
@@ -123,10 +123,10 @@ def live_the_day(sim: Sim) -> None:
     sim.run(at("20:05"))
 
 
-def read_settlement_on(sim: Sim, days: int) -> None:
-    """Quiet polls after 14:00 on a later day, until no day is due (two reads a poll at most)."""
-    for minute in range(0, 30, 3):
-        sim.run(at("14:00", days) + timedelta(minutes=minute))
+def read_settlement_on(sim: Sim, days: int, polls: int = 4) -> None:
+    """Quiet polls after 14:00 on a later day (two reads a poll at most, oldest day first)."""
+    for k in range(polls):
+        sim.run(at("14:00", days) + timedelta(minutes=3 * k))
 
 
 def report(sim: Sim, days: int) -> dict[str, Any]:
@@ -250,3 +250,140 @@ def test_the_daily_read_keeps_within_the_octopus_budget_and_never_delays_a_post(
     ]
     sim.run(at("15:05", 4))
     assert not [r for r in sim.kraken.requests if "properties" in r.get("query", "")]
+
+
+# ---- odd days: each gives a clear line, never a traceback or a failed run --------------------------
+
+
+def quiet_polls(sim: Sim, start: datetime, count: int = 3) -> None:
+    for k in range(count):
+        sim.run(start + timedelta(minutes=3 * k))
+
+
+def test_a_dst_night_has_50_half_hours_judged_one_by_one(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    london = ZoneInfo("Europe/London")
+    start = datetime(2026, 10, 24, 12, 0, tzinfo=london)  # Sat 12:00 BST; the clocks go back at 02:00 BST
+
+    def settle_dst(moment: datetime, clock: float) -> dict[str, Any]:
+        local = moment.astimezone(london)
+        minutes = local.hour * 60 + local.minute
+        night = minutes >= 23 * 60 + 30 or minutes < 5 * 60 + 30
+        return smb_node(moment, home_night=1.0) if night else smb_node(moment)
+
+    kraken.data.settle = settle_dst
+    sim = Sim(kraken, tessie, make_config(), cli)
+    sim.run(start.astimezone(UTC))
+    quiet_polls(sim, datetime(2026, 10, 27, 14, 0, tzinfo=london))
+    result = cli(sim.config, "--report", "--days", "3", "--json", "--at", sim.now.isoformat())
+    day = next(d for d in json.loads(result.stdout)["days"] if d["start"] == start.isoformat())
+    rows = day["half_hours"]
+    assert len(rows) == 50 and day["end"] == "2026-10-25T12:00:00+00:00"
+    repeated = [r for r in rows if r["start"][11:16] in ("01:00", "01:30")]
+    assert len(repeated) == 4 and {r["posted"] for r in repeated} == {"cheap"}  # the hour that comes twice
+    assert {r["verdict"] for r in rows} == {"agree", "no usage"}
+    assert day["summary"]["agree"] == 14  # 23:30-05:30 local is 14 half-hours that night, not 12
+
+
+def test_odd_billing_data_is_said_plainly(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """No data yet, then unpriced half-hours and a label of no family we know: unknown, with a note."""
+    published = [False]
+
+    def odd(moment: datetime, clock: float) -> dict[str, Any] | None:
+        if not published[0]:
+            return None
+        if moment.hour == 14:
+            return stripped_node(moment, 3.0)  # Octopus stripped the statistics under load
+        if moment.hour == 15:
+            return legacy_node(moment, 2.0, label="SOMETHING_NEW", pence=6.9)
+        return smb_node(moment)
+
+    kraken.data.settle = odd
+    sim = Sim(kraken, tessie, make_config(), cli)
+    sim.run(DAY)
+    quiet_polls(sim, at("14:00", 3))
+    empty = the_day(report(sim, 3))
+    assert empty["status"] == "missing" and "no billing data yet" in empty["note"]
+    published[0] = True
+    quiet_polls(sim, at("14:00", 4))
+    day = the_day(report(sim, 4))
+    assert day["status"] == "provisional" and "not priced yet" in day["note"]
+    unknown = [h for h in day["half_hours"] if h["verdict"] == "unknown"]
+    assert len(unknown) == 4 and {h["billed"] for h in unknown} == {"unknown"}
+
+
+def test_a_revision_after_the_day_was_final_is_noticed(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    revised_at = (DAY + timedelta(days=10)).timestamp()
+
+    def late(moment: datetime, clock: float) -> dict[str, Any]:
+        if moment == at("16:00"):
+            return smb_node(moment, ev_off_peak=2.0) if clock >= revised_at else smb_node(moment, home_day=2.0)
+        return smb_node(moment)
+
+    kraken.data.settle = late
+    kraken.data.planned = [{"start": at("16:00").isoformat(), "end": at("16:30").isoformat(), "type": "SMART"}]
+    sim = Sim(kraken, tessie, make_config(), cli)
+    sim.run(DAY)
+    for days in (3, 4, 8, 15):
+        quiet_polls(sim, at("14:00", days), count=2)
+    day = the_day(report(sim, 15))
+    assert day["status"] == "final" and "after the day was final" in day["note"]
+    slot = next(h for h in day["half_hours"] if h["start"] == at("16:00").isoformat())
+    assert slot["verdict"] == "agree"  # the newest read counts
+
+
+def test_an_export_only_account_says_so(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.has_import = False
+    kraken.data.settle = lambda moment, clock: smb_node(moment, home_day=1.0)
+    sim = Sim(kraken, tessie, make_config(), cli)
+    sim.run(DAY)
+    quiet_polls(sim, at("14:00", 3))
+    day = the_day(report(sim, 3))
+    assert day["status"] == "missing" and "no import meter" in day["note"]
+
+
+def test_a_replaced_import_meter_is_read_from_its_new_property(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    new_mpan = "1000000000099"
+    kraken.data.replaced_import = (new_mpan, at("12:00", 1).isoformat())
+    kraken.data.properties_mpans = [["1000000000000"], [new_mpan]]  # a new property holds the new meter
+    kraken.data.settle = lambda moment, clock: smb_node(moment, home_night=1.0)
+    sim = Sim(kraken, tessie, make_config(), cli)
+    sim.run(DAY)
+    quiet_polls(sim, at("14:00", 4))
+    second = next(d for d in report(sim, 4)["days"] if d["start"] == at("12:00", 1).isoformat())
+    assert second["status"] == "provisional" and all(h["billed"] == "cheap" for h in second["half_hours"])
+    assert new_mpan in {str(r.get("variables", {}).get("mpan")) for r in kraken.requests}
+
+
+def test_a_tariff_change_mid_day_judges_each_half_hour_by_the_prices_then_live(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """At 20:00 the peak rate rises to 0.40: a half-hour billed at 0.20 was standard under 0.07/0.30
+    (above 0.185) and cheap under 0.07/0.40 (below 0.235)."""
+    kraken.data.settle = lambda moment, clock: legacy_node(moment, 1.0, label="STANDARD_RATE", pence=20.0)
+    config = make_config()
+    sim = Sim(kraken, tessie, config, cli)
+    sim.run(DAY)
+    config.write_text(config.read_text().replace("import_peak = 0.30", "import_peak = 0.40"))
+    sim.run(at("20:00"))
+    quiet_polls(sim, at("14:00", 3))
+    day = the_day(report(sim, 3))
+    by_time = {h["start"][11:16]: h for h in day["half_hours"]}
+    assert (by_time["19:30"]["posted"], by_time["19:30"]["billed"]) == ("peak", "standard")
+    assert (by_time["20:00"]["posted"], by_time["20:00"]["billed"], by_time["20:00"]["verdict"]) == (
+        "peak",
+        "cheap",
+        "missed",
+    )
+    assert by_time["20:00"]["gbp"] == pytest.approx(1.0 * (0.40 - 0.20))

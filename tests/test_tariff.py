@@ -402,3 +402,72 @@ def test_digest_is_stable_under_reordering_and_duplicates(
     b = build(now, dispatches=shuffled, free=list(reversed(free)), sessions=sessions, core=core)
     assert tariff_digest(a) == tariff_digest(b)
     assert price_grid(readback_form(a)) == price_grid(a)
+
+
+# ---- the interval reading against the per-minute one -------------------------------------------------
+
+HALF_HOURS_OF_DAY = [(h, m) for h in range(24) for m in (0, 30)]
+PERIOD = st.builds(
+    lambda days, start, end, omit: {
+        k: v
+        for k, v in {
+            "fromDayOfWeek": days[0],
+            "toDayOfWeek": days[1],
+            "fromHour": start[0],
+            "fromMinute": start[1],
+            "toHour": end[0],
+            "toMinute": end[1],
+        }.items()
+        if k not in omit  # as Tesla's read-back leaves zero fields out (and any may be missing)
+    },
+    st.tuples(st.integers(0, 6), st.integers(0, 6)),
+    st.sampled_from(HALF_HOURS_OF_DAY),
+    st.sampled_from([*HALF_HOURS_OF_DAY, (24, 0)]),  # 24:00 is a read-back's midnight
+    st.sets(st.sampled_from(["fromDayOfWeek", "toDayOfWeek", "fromMinute", "toMinute"])),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    periods=st.dictionaries(st.sampled_from(["ON_PEAK", "OFF_PEAK", "X"]), st.lists(PERIOD, max_size=4), max_size=3),
+    prices=st.dictionaries(
+        st.sampled_from(["ON_PEAK", "OFF_PEAK", "X", "Y"]), st.sampled_from([0, 0.07, 0.3, -1]), max_size=4
+    ),
+)
+def test_the_interval_reading_agrees_with_the_per_minute_one(
+    periods: dict[str, list[dict[str, int]]], prices: dict[str, float]
+) -> None:
+    """validate_tariff and price_grid read periods as intervals; expand_side reads them minute by minute
+    (slow, plain): on any periods (wraps, 24:00, zero fields left out) both must say the same."""
+    side = {
+        "currency": "GBP",
+        "energy_charges": {"ALL": {"rates": {"ALL": 0}}, "Summer": {"rates": prices}},
+        "seasons": {"Summer": {"tou_periods": {label: {"periods": ps} for label, ps in periods.items()}}},
+    }
+    tariff = {**side, "sell_tariff": side}
+    minutes = expand_side(side)
+    per_minute_problems = []
+    for d, day in enumerate(minutes):
+        gaps = sum(1 for labels in day if not labels)
+        overlaps = sum(1 for labels in day if len(labels) > 1)
+        if gaps or overlaps:
+            per_minute_problems.append(f"weekday {d} has {gaps} uncovered and {overlaps} double-covered minutes")
+    problems = validate_tariff(tariff)
+    for problem in per_minute_problems:
+        assert f"buy: {problem}" in problems
+    assert not any(
+        "uncovered" in p for p in problems if p.removeprefix("buy: ").removeprefix("sell: ") not in per_minute_problems
+    )
+    rates = {k: float(v) for k, v in prices.items()}
+    expected = None
+    if not per_minute_problems:
+        expected = [
+            (minutes[d][m][0], rates.get(minutes[d][m][0], 0.0), rates.get(minutes[d][m][0], 0.0))
+            for d in range(7)
+            for m in range(0, 1440, 30)
+        ]
+    grid = price_grid(tariff)
+    if expected is not None:
+        assert grid == expected
+    elif grid is not None:  # the half-hour starts may all be covered once while some minute is not
+        assert all(len(minutes[d][m]) == 1 for d in range(7) for m in range(0, 1440, 30))

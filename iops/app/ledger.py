@@ -48,7 +48,7 @@ def _note(read: tuple[list[float], str, str] | None, settled: Mapping[str, objec
     if read is None:
         return "not read from Octopus yet (read from 36 hours after the day ends)"
     if not settled:
-        return "no billing data yet for this day (Octopus's smart-meter data often lags 2 days)"
+        return read[2] or "no billing data yet for this day (Octopus's smart-meter data often lags 2 days)"
     note = read[2]
     missing = sum(1 for row in rows if row.billed is None)
     if missing and not note:

@@ -32,7 +32,7 @@ FIRST_READ_AFTER = timedelta(hours=36)  # settlement lags about two days
 LOOKBACK = timedelta(hours=6)  # read from 06:00 for the dispatch context legacy IOG labels depend on
 DAILY_AT = time(14, 0)  # local: well clear of the night's charging and the evening peak
 RETRY_AFTER = timedelta(hours=1)
-READ_BACK = 14  # allowance days: never more in one pass
+READ_BACK = 15  # allowance days looked at: the last read comes 14 days after a day ends
 MAX_READS_PER_RUN = 2  # each read is one request (a day fits one page)
 
 
@@ -51,7 +51,9 @@ class SettleMemory:
 
 
 def days_due(store: Store, config: Config, now: datetime) -> list[date]:
-    """The allowance days whose settlement is due now, newest first, since the history began."""
+    """The allowance days whose settlement is due now, since the history began, oldest first: after a
+    gap (the machine was off) a backlog takes a few hours of budget, and the reads that make a day
+    final, or check it after, should not wait behind the newest."""
     from iops.core.bill_check import allowance_day_bounds, due_for_settlement, ended_days
 
     tz = ZoneInfo(config.tariff.time_zone)
@@ -66,7 +68,7 @@ def days_due(store: Store, config: Config, now: datetime) -> list[date]:
         reads = [datetime.fromtimestamp(r, tz) for r in read[0]] if read else []
         if due_for_settlement(day, tz, now, reads, first_after=FIRST_READ_AFTER):
             out.append(day)
-    return out
+    return sorted(out)
 
 
 def read_day(kraken: Kraken, store: Store, config: Config, day: date, now: datetime) -> str:

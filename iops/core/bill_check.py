@@ -44,6 +44,7 @@ ENERGY_FLOOR_KWH = 0.01  # a line with less than this is not energy drawn (all f
 ALLOWANCE_DAY_STARTS = time(12, 0)
 HALF_HOUR = timedelta(minutes=30)
 FINAL_AFTER = timedelta(days=7)  # Octopus revises for days: a day read this long after it ended is final
+CHECKED_AFTER = timedelta(days=14)  # one last read, to notice a revision after the day was final
 
 
 @dataclass(frozen=True)
@@ -248,13 +249,10 @@ def due_for_settlement(
     day: date, tz: ZoneInfo, now: datetime, reads: Sequence[datetime], *, first_after: timedelta
 ) -> bool:
     """Whether a day's settlement should be read now: first ``first_after`` after it ended, again about
-    3 and 7 days after (Octopus revises), never once it is final (read 7 days or more after it ended)."""
+    3 and 7 days after (Octopus revises; read 7 days on, the day is final), and once more 14 days on,
+    to notice a revision after it was final. Never after that."""
     _, end = allowance_day_bounds(day, tz)
-    if now < end + first_after:
-        return False
-    if any(read >= end + FINAL_AFTER for read in reads):
-        return False
-    for age in (first_after, timedelta(days=3), FINAL_AFTER):
+    for age in (first_after, timedelta(days=3), FINAL_AFTER, CHECKED_AFTER):
         if now >= end + age and not any(read >= end + age for read in reads):
             return True
     return False
