@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from conftest import config_text, run_cli  # noqa: E402
-from fakes import DEVICE_ID, FakeKraken, FakeTessie, Outage  # noqa: E402
+from fakes import DEVICE_ID, FakeKraken, FakeTessie, Outage, smb_node  # noqa: E402
 
 from iops.core.tariff import price_grid  # noqa: E402
 
@@ -58,6 +58,7 @@ class Scenario:
     octopus_outage: tuple[str, str, int] | None = None
     readback_lag: float = 0.0
     short_notice: str | None = None  # the slot start whose latency is reported
+    history_days: int = 0  # days of cron runs before the day, so the bill check has days to read
 
 
 def busy_day(name: str, describe: str, **extra: Any) -> Scenario:
@@ -87,7 +88,32 @@ SCENARIOS = [
         "the busy day with an Octopus 503 wave 16:40-17:10 across the short-notice slot",
         octopus_outage=("16:40", "17:10", 503),
     ),
+    busy_day(
+        "settle",
+        "the busy day after 15 days of history: the daily settlement read (on the first quiet poll "
+        "after 14:00; a day's first read, its 3-, 7- and 14-day reads)",
+        history_days=15,
+    ),
 ]
+
+
+def _settled(moment: datetime, clock: float) -> dict[str, Any] | None:
+    """Octopus's settlement: 0.4 kWh each half-hour, cheap in 23:30-05:30; published after 30 hours."""
+    if clock < moment.timestamp() + 30 * 3600:
+        return None
+    minutes = moment.hour * 60 + moment.minute
+    night = minutes >= 23 * 60 + 30 or minutes < 5 * 60 + 30
+    return smb_node(moment, home_night=0.4) if night else smb_node(moment, home_day=0.4)
+
+
+def _live_history(
+    scenario: Scenario, config: Path, now: list[datetime], runner: Callable[[Path, datetime], int]
+) -> None:
+    """A few cron runs a day over the days before (a quiet minute does nothing anyway), then a clean log."""
+    for back in range(scenario.history_days, 0, -1):
+        for hhmm in ("00:00", "12:00", "14:00", "14:03", "14:06"):
+            now[0] = t(hhmm) - timedelta(days=back)
+            runner(config, now[0])
 
 
 @dataclass
@@ -101,6 +127,7 @@ class Report:
     max_posts_in_10_minutes: int
     tesla_in_retry_after: int
     latency_minutes: float | None
+    settlement_reads: list[str]  # the simulated time of each measurements request
     exit_codes: dict[int, int]
     wall_seconds: float
 
@@ -118,6 +145,8 @@ class Report:
             f"most in any 10 minutes: {self.max_posts_in_10_minutes}",
             f"  Tesla requests inside a Retry-After window: {self.tesla_in_retry_after}",
             f"  short-notice slot reached Tesla after: {latency}",
+            f"  settlement reads (measurements requests): {len(self.settlement_reads)}"
+            + (f" at {', '.join(self.settlement_reads)}" if self.settlement_reads else ""),
         ]
 
 
@@ -169,6 +198,7 @@ def simulate(scenario: Scenario, minutes: int, runner: Callable[[Path, datetime]
         for i, (a, b) in enumerate(scenario.sessions)
     ]
     kraken.data.joined_event_ids = list(range(len(scenario.sessions)))
+    kraken.data.settle = _settled
     kraken.start()
     tessie.start()
     codes: dict[int, int] = {}
@@ -178,6 +208,12 @@ def simulate(scenario: Scenario, minutes: int, runner: Callable[[Path, datetime]
             config = Path(tmp) / "config.txt"
             config.write_text(config_text(kraken, tessie), encoding="utf-8")
             config.chmod(0o600)
+            if scenario.history_days:
+                _live_history(scenario, config, now, _in_process)
+                kraken.clear_log()
+                tessie.requests.clear()
+                tessie.posted.clear()
+                tessie.post_times.clear()
             for step in range(minutes):
                 now[0] = t(start) + timedelta(minutes=step)
                 kraken.data.planned = [
@@ -245,6 +281,11 @@ def _report(
         max_posts_in_10_minutes=busiest_10,
         tesla_in_retry_after=in_retry_after,
         latency_minutes=latency,
+        settlement_reads=[
+            datetime.fromtimestamp(float(r["at"]), UTC).strftime("%H:%M")
+            for r in kraken.requests
+            if "measurements" in str(r.get("query", ""))
+        ],
         exit_codes=codes,
         wall_seconds=wall,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -49,6 +50,13 @@ def settled(node: dict[str, object]) -> Settled:
     return parse_measurements(data, "1").settled[0]
 
 
+def null_cost(node: dict[str, Any]) -> dict[str, Any]:
+    """The node with every line's cost null (seen while a half-hour is being priced)."""
+    for stat in node["metaData"]["statistics"]:
+        stat["costInclTax"] = None
+    return node
+
+
 @pytest.mark.parametrize(
     ("node", "billed"),
     [
@@ -65,6 +73,8 @@ def settled(node: dict[str, object]) -> Settled:
         (legacy_node(START, 3.0, label="STANDARD", pence=29.0), "standard"),
         (legacy_node(START, 3.0, label="SURPRISE_BUCKET", pence=7.5), "unknown"),  # never guessed
         (stripped_node(START, 3.0), "unknown"),  # unpriced under load: read again later
+        (null_cost(legacy_node(START, 3.0, label="OFF_PEAK", pence=7.5)), "unknown"),  # costInclTax null
+        (null_cost(smb_node(START, home_day=2.0)), "unknown"),
     ],
 )
 def test_a_half_hour_is_banded_by_the_price_it_was_charged(node: dict[str, object], billed: str) -> None:

@@ -13,6 +13,7 @@ One allowance day (Tue 24 Nov 2026, 12:00 to 12:00, GMT) on the original Intelli
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -252,6 +253,40 @@ def test_the_daily_read_keeps_within_the_octopus_budget_and_never_delays_a_post(
     assert not [r for r in sim.kraken.requests if "properties" in r.get("query", "")]
 
 
+def test_the_report_fetches_a_due_day_itself_and_posts_nothing(sim: Sim) -> None:
+    live_the_day(sim)
+    sim.kraken.clear_log()
+    posts = len(sim.tessie.posted)
+    sim.now = at("15:00", 3)  # no cron run since the day became due
+    day = the_day(report(sim, 3))
+    assert day["status"] == "provisional"
+    check_day(day, oracle(final=False))
+    assert len([r for r in sim.kraken.requests if "measurements" in r.get("query", "")]) == 1
+    assert len(sim.tessie.posted) == posts
+
+
+def test_a_backlog_of_days_is_read_within_the_hourly_budget(sim: Sim) -> None:
+    """After a fortnight's gap every day is due at once: at most two reads an hour, so the polls keep
+    their cadence and, past the first run's one-off requests, the hour stays within 20 requests."""
+    sim.run(DAY)
+    sim.run(at("12:00", 14))
+    sim.kraken.clear_log()
+    start = at("14:00", 15)
+    for minute in range(150):
+        sim.run(start + timedelta(minutes=minute))
+    times = sorted(float(r["at"]) for r in sim.kraken.requests)
+    reads = sorted(float(r["at"]) for r in sim.kraken.requests if "measurements" in r.get("query", ""))
+
+    def busiest(moments: list[float], since: float) -> int:
+        return max(sum(1 for u in moments if t <= u < t + 3600) for t in moments if t >= since)
+
+    assert busiest(reads, 0) == 2  # two an hour, no more
+    assert len(reads) >= 4  # and the backlog is being worked through
+    assert busiest(times, (start + timedelta(hours=1)).timestamp()) <= 20
+    polls = sorted(float(r["at"]) for r in sim.kraken.requests if "flexPlannedDispatches" in r["operations"])
+    assert max(b - a for a, b in itertools.pairwise(polls)) <= 4 * 60  # polls stretched by a minute at most
+
+
 # ---- odd days: each gives a clear line, never a traceback or a failed run --------------------------
 
 
@@ -387,3 +422,55 @@ def test_a_tariff_change_mid_day_judges_each_half_hour_by_the_prices_then_live(
         "missed",
     )
     assert by_time["20:00"]["gbp"] == pytest.approx(1.0 * (0.40 - 0.20))
+
+
+def test_history_older_than_keep_days_is_dropped_on_the_daily_read(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    import sqlite3
+
+    kraken.data.settle = lambda moment, clock: smb_node(moment, home_night=1.0)
+    config = make_config(history={"keep_days": "30"})
+    sim = Sim(kraken, tessie, config, cli)
+    sim.run(DAY)
+    quiet_polls(sim, at("14:00", 3))
+
+    def oldest() -> tuple[str | None, str | None]:
+        with sqlite3.connect(str(config) + ".db") as db:
+            settled = db.execute("SELECT min(start) FROM settlement").fetchone()[0]
+            day = db.execute("SELECT min(day) FROM settled_days").fetchone()[0]
+        return settled, day
+
+    assert oldest() == (at("12:00").isoformat(), DAY.date().isoformat())
+    sim.run(at("12:00", 40))  # the scheduler carries on telling the Powerwall
+    quiet_polls(sim, at("14:00", 42))
+    settled, day = oldest()
+    cutoff = at("14:00", 42) - timedelta(days=30)
+    assert settled is not None and settled >= cutoff.isoformat()
+    assert day is not None and day >= cutoff.date().isoformat()
+    pruned = the_day(report(sim, 45))
+    assert pruned["status"] == "missing" and "keep_days = 30" in pruned["note"]
+
+
+def test_a_day_the_scheduler_was_off_for_is_said_never_read(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.settle = lambda moment, clock: smb_node(moment, home_night=1.0)
+    sim = Sim(kraken, tessie, make_config(), cli)
+    sim.run(DAY)  # then the machine is off for three weeks
+    sim.now = at("14:00", 20)
+    day = the_day(report(sim, 20))
+    assert day["status"] == "missing" and "never read from Octopus" in day["note"]
+
+
+def test_an_outage_during_the_report_is_said_beside_parseable_json(sim: Sim) -> None:
+    from fakes import Outage
+
+    live_the_day(sim)
+    sim.now = at("15:00", 3)
+    sim.kraken.outages = [Outage(sim.now.timestamp() - 60, sim.now.timestamp() + 3600, 503)]
+    result = sim.cli(sim.config, "--report", "--days", "3", "--json", "--at", sim.now.isoformat())
+    assert result.code == 0, result.stderr
+    assert the_day(json.loads(result.stdout))["status"] == "missing"
+    assert "Could not read every day's bill from Octopus" in result.stderr
+    assert "Traceback" not in result.stderr + result.log

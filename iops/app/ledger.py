@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from iops.core.bill_check import (
+    CHECKED_AFTER,
     Row,
     allowance_day_bounds,
     half_hours,
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from iops.app.store import Store
 
 
-def day_report(store: Store, config: Config, day: date) -> ReportDay:
+def day_report(store: Store, config: Config, day: date, now: datetime) -> ReportDay:
     tz = ZoneInfo(config.tariff.time_zone)
     start, end = allowance_day_bounds(day, tz)
     versions = store.told_between(start.timestamp(), end.timestamp())
@@ -39,12 +40,26 @@ def day_report(store: Store, config: Config, day: date) -> ReportDay:
     read = store.settled_day(day.isoformat())
     reads = [datetime.fromtimestamp(r, tz) for r in read[0]] if read else []
     status = "missing" if not settled else "final" if is_final(day, tz, reads) else "provisional"
-    return ReportDay(day, start, end, status, rows, summarise(rows), _note(read, settled, rows, versions != []))
+    age = now - end
+    return ReportDay(
+        day, start, end, status, rows, summarise(rows), _note(read, settled, rows, versions != [], age, config)
+    )
 
 
-def _note(read: tuple[list[float], str, str] | None, settled: Mapping[str, object], rows: list[Row], told: bool) -> str:
+def _note(
+    read: tuple[list[float], str, str] | None,
+    settled: Mapping[str, object],
+    rows: list[Row],
+    told: bool,
+    age: timedelta,
+    config: Config,
+) -> str:
+    if age > timedelta(days=config.history.keep_days):
+        return f"older than the history kept ([history] keep_days = {config.history.keep_days})"
     if not told:
         return "nothing posted by the scheduler that day (before it began, or paused)"
+    if read is None and age > CHECKED_AFTER + timedelta(days=1):
+        return "never read from Octopus (a day is read until 14 days after it ends; was the scheduler off?)"
     if read is None:
         return "not read from Octopus yet (read from 36 hours after the day ends)"
     if not settled:
@@ -65,7 +80,7 @@ def recent_final_days(store: Store, config: Config, now: datetime, days: int = 3
     for day in ended_days(now, tz, days):
         read = store.settled_day(day.isoformat())
         if read and is_final(day, tz, [datetime.fromtimestamp(r, tz) for r in read[0]]):
-            out.append(day_report(store, config, day))
+            out.append(day_report(store, config, day, now))
     return out
 
 

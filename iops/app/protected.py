@@ -43,6 +43,10 @@ class Job:
         """A line for the user, on stdout, with every secret redacted."""
         print(self.redactor.redact(text), flush=True)
 
+    def warn(self, text: str) -> None:
+        """A line for the user beside the output (stderr: ``--json`` keeps stdout parseable), redacted."""
+        print(self.redactor.redact(text), file=sys.stderr, flush=True)
+
     def save(self) -> None:
         """Save the cache now: before a Tesla write whose record must be kept."""
         try:

@@ -30,7 +30,7 @@ def report_command(path: Path, now: datetime, *, days: int, as_json: bool) -> in
         store = job.records.store()
         wanted = ended_days(job.now, tz, days)
         _fetch_missing(job, wanted)
-        reports = [day_report(store, config, day) for day in wanted]
+        reports = [day_report(store, config, day, job.now) for day in wanted]
         total = Summary()
         for day in reports:
             total = add(total, day.summary)
@@ -56,7 +56,13 @@ def _fetch_missing(job: Job, wanted: list[date]) -> None:
     config, now, store = job.config, job.now, job.records.store()
     calls = job.state.get(OctopusCalls)
     room = OCTOPUS_BUDGET - BUDGET_RESERVE - len(recent(calls.requests, now.timestamp()))
-    due = [day for day in days_due(store, config, now) if day in wanted][: max(room, 0)]
+    wanted_due = [day for day in days_due(store, config, now) if day in wanted]
+    due = wanted_due[: max(room, 0)]
+    if len(due) < len(wanted_due):
+        job.warn(
+            f"{len(wanted_due) - len(due)} day(s) not read from Octopus now: the hourly budget of "
+            f"{OCTOPUS_BUDGET} requests is in use (the scheduler reads them later, or try again in a while)."
+        )
     if not due:
         return
     with requests.Session() as session:
@@ -71,7 +77,7 @@ def _fetch_missing(job: Job, wanted: list[date]) -> None:
             for day in due:
                 read_day(kraken, store, config, day, now)
         except ServiceError as err:
-            job.say(f"Could not read every day's bill from Octopus ({err}); showing what is kept.")
+            job.warn(f"Could not read every day's bill from Octopus ({err}); showing what is kept.")
         finally:
             job.state = job.state.put(kraken.cache)
             job.redactor.add(kraken.cache.token)

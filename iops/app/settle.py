@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from iops.app.guard import ODD_SHAPES
-from iops.core.call_policy import BUDGET_RESERVE, OCTOPUS_BUDGET, OctopusCalls, recent
+from iops.core.call_policy import OCTOPUS_BUDGET, OctopusCalls, recent
 from iops.core.errors import BadResponse, ServiceError
 from iops.core.memory import PAST, ahead
 from iops.core.settings import Config
@@ -34,6 +34,11 @@ DAILY_AT = time(14, 0)  # local: well clear of the night's charging and the even
 RETRY_AFTER = timedelta(hours=1)
 READ_BACK = 15  # allowance days looked at: the last read comes 14 days after a day ends
 MAX_READS_PER_RUN = 2  # each read is one request (a day fits one page)
+# A full budget stretches the polls to one every poll_minutes + 1 (15 an hour at the default 3), which
+# leaves room for 2 reads an hour beside a token refresh and a saving-session read: so a read may take
+# the budget's last request, and the polls after it make way. More would crowd the polls out (a
+# backlog after a gap could otherwise take a dozen requests in an hour on top of them).
+MAX_READS_PER_HOUR = 2
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class SettleMemory:
     phantom: int = 0
     phantom_gbp: float = 0.0
     checked_at: float = field(default=0.0, metadata=PAST)
+    read_times: tuple[float, ...] = field(default=(), metadata=PAST)  # settlement requests in the last hour
 
 
 def days_due(store: Store, config: Config, now: datetime) -> list[date]:
@@ -133,7 +139,10 @@ def settle_if_due(job: Job, calls: OctopusCalls, *, quiet: bool, trust: str) -> 
     memory = job.state.get(SettleMemory)
     if now.timestamp() < memory.next_at:
         return calls
-    room = OCTOPUS_BUDGET - BUDGET_RESERVE - len(recent(calls.requests, now.timestamp()))
+    room = min(
+        OCTOPUS_BUDGET - len(recent(calls.requests, now.timestamp())),
+        MAX_READS_PER_HOUR - len(recent(memory.read_times, now.timestamp())),
+    )
     if room < 1:
         return calls
     store = job.records.store()
@@ -164,8 +173,16 @@ def settle_if_due(job: Job, calls: OctopusCalls, *, quiet: bool, trust: str) -> 
                 )
                 if memory.failing != reason:
                     log.warning("Bill check: could not read what Octopus billed (%s); trying again in an hour", reason)
-                job.state = job.state.put(replace(memory, failing=reason, next_at=(now + RETRY_AFTER).timestamp()))
-                return replace(calls, requests=(*calls.requests, *(now.timestamp(),) * kraken.requests_made))
+                made = (now.timestamp(),) * kraken.requests_made
+                job.state = job.state.put(
+                    replace(
+                        memory,
+                        failing=reason,
+                        next_at=(now + RETRY_AFTER).timestamp(),
+                        read_times=(*recent(memory.read_times, now.timestamp()), *made),
+                    )
+                )
+                return replace(calls, requests=(*calls.requests, *made))
             finally:
                 job.state = job.state.put(kraken.cache)
                 job.redactor.add(kraken.cache.token)
@@ -173,7 +190,9 @@ def settle_if_due(job: Job, calls: OctopusCalls, *, quiet: bool, trust: str) -> 
     if memory.failing:
         log.info("Bill check: Octopus answers again")
     more = bool(days_due(store, config, now))  # left for the next quiet poll (the budget, or two a run)
-    job.state = job.state.put(_after_reads(job, store, replace(memory, failing=""), now, more, trust))
+    read_times = (*recent(memory.read_times, now.timestamp()), *(now.timestamp(),) * spent)
+    memory = replace(memory, failing="", read_times=read_times)
+    job.state = job.state.put(_after_reads(job, store, memory, now, more, trust))
     return replace(calls, requests=(*calls.requests, *(now.timestamp(),) * spent))
 
 
