@@ -474,3 +474,22 @@ def test_an_outage_during_the_report_is_said_beside_parseable_json(sim: Sim) -> 
     assert the_day(json.loads(result.stdout))["status"] == "missing"
     assert "Could not read every day's bill from Octopus" in result.stderr
     assert "Traceback" not in result.stderr + result.log
+
+
+def test_a_re_read_writes_only_what_octopus_changed(sim: Sim) -> None:
+    import sqlite3
+
+    live_the_day(sim)
+    for days in (3, 4, 8):
+        read_settlement_on(sim, days)
+    with sqlite3.connect(str(sim.config) + ".db") as db:
+        rows = db.execute(
+            "SELECT start, count(*) FROM settlement WHERE start >= ? AND start < ? GROUP BY start",
+            (at("12:00").isoformat(), at("12:00", 1).isoformat()),
+        ).fetchall()
+        reads = json.loads(
+            db.execute("SELECT reads FROM settled_days WHERE day = ?", (DAY.date().isoformat(),)).fetchone()[0]
+        )
+    assert len(reads) == 3  # read three times
+    assert len(rows) == 48
+    assert {start for start, copies in rows if copies > 1} == {at("16:00").isoformat()}  # only slot B was revised

@@ -364,20 +364,32 @@ class Store:
     # ---- the history: what Octopus settled ---------------------------------------------------
 
     def record_settlement(self, day: str, rows: Sequence[Settled], read_at: float, status: str, note: str = "") -> None:
-        """One read of one allowance day: every half-hour's lines, and the day's status."""
-        with self.transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO settlement (start, read_at, kwh, lines) VALUES (?, ?, ?, ?)",
-                [
-                    (
-                        row.start.isoformat(),
-                        read_at,
-                        row.kwh,
-                        json.dumps([[line.label, line.kwh, line.pence_per_kwh] for line in row.lines]),
-                    )
-                    for row in rows
-                ],
+        """One read of one allowance day: the half-hours that are new or changed since the last read (a
+        re-read that finds the same bill writes only the day's read time), and the day's status."""
+        fresh = [
+            (
+                row.start.isoformat(),
+                read_at,
+                row.kwh,
+                json.dumps([[ln.label, ln.kwh, ln.pence_per_kwh] for ln in row.lines]),
             )
+            for row in rows
+        ]
+        with self.transaction() as db:
+            if fresh:
+                kept = {
+                    start: (kwh, lines)
+                    for start, kwh, lines in db.execute(
+                        "SELECT s.start, s.kwh, s.lines FROM settlement s JOIN (SELECT start, max(read_at) AS newest "
+                        "FROM settlement WHERE start >= ? AND start <= ? GROUP BY start) n "
+                        "ON s.start = n.start AND s.read_at = n.newest",
+                        (min(f[0] for f in fresh), max(f[0] for f in fresh)),
+                    )
+                }
+                changed = [f for f in fresh if kept.get(f[0]) != (f[2], f[3])]
+                db.executemany(
+                    "INSERT OR REPLACE INTO settlement (start, read_at, kwh, lines) VALUES (?, ?, ?, ?)", changed
+                )
             found = db.execute("SELECT reads FROM settled_days WHERE day = ?", (day,)).fetchone()
             reads = [*json.loads(found[0]), read_at] if found else [read_at]
             db.execute(
