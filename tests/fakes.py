@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
+from zoneinfo import ZoneInfo
 
 from graphql import (
     DocumentNode,
@@ -924,8 +925,22 @@ class FakeTessie(FakeService):
         self.readback_lag = 0.0  # seconds before a posted tariff shows in site_info
         self.visible_from = 0.0
         self.shown_tariff: dict[str, Any] | None = None  # what site_info shows until the lag is over
-        self.mode = "autonomous"  # default_real_mode: autonomous is Time-Based Control
-        self.grid_charging = True
+        self.mode: str | None = "autonomous"  # default_real_mode (None: left out); autonomous is Time-Based Control
+        self.grid_charging: bool | None = True  # None: the flag left out (Tesla's way of saying allowed)
+        self.reserve: float | None = 20.0  # backup_reserve_percent
+        # calendar_history (kind=energy, period=day): each row's flows from a model of the battery.
+        self.energy: Callable[[datetime, float], Flows | None] = quiet_flows
+        self.energy_step = 5  # minutes
+        self.energy_override: Any = UNSET  # the whole "response" instead ("" / {"time_series": None} ...)
+        self.omit_zero_base = False  # a 2026 UK capture leaves zero base fields out too
+        self.has_battery = True  # False: a solar-only site (no battery flows, components.battery false)
+        # live_status
+        self.battery_w = 0.0
+        self.grid_w = 300.0
+        self.charge_percent: Any = 60.0
+        self.live_age = 30.0  # seconds since the reading was measured
+        self.storm = False
+        self.live_override: Any = UNSET
         # Tesla Fleet OAuth: refresh tokens are single-use and rotate; access tokens expire.
         self.refresh_tokens = {FLEET_REFRESH_TOKEN}
         self.refresh_log: list[str] = []  # the refresh tokens presented, in order
@@ -992,6 +1007,10 @@ class FakeTessie(FakeService):
         op = {"GET": "read", "POST": "post"}[method]
         if parsed.path == "/api/1/products":
             op = "products"
+        elif parsed.path.endswith("/calendar_history"):
+            op = "energy_history"
+        elif parsed.path.endswith("/live_status"):
+            op = "live_status"
         with self.lock:
             self.requests.append(
                 {"path": parsed.path, "method": method, "operations": [op], "auth": auth, "at": self.clock()}
@@ -1025,9 +1044,17 @@ class FakeTessie(FakeService):
             count = len(self.products) if isinstance(self.products, list) else 0  # any value, for fuzzing
             self.send(request, 200, {"response": self.products, "count": count})
             return
-        m = re.match(r"^/api/1/energy_sites/([^/]+)/(site_info|time_of_use_settings)$", parsed.path)
+        m = re.match(
+            r"^/api/1/energy_sites/([^/]+)/(site_info|time_of_use_settings|calendar_history|live_status)$", parsed.path
+        )
         if not m or m.group(1) not in self.sites:
             self.send(request, 404, {"response": None, "error": "not_found", "error_description": "Site not found"})
+            return
+        if m.group(2) == "calendar_history" and method == "GET":
+            self._calendar_history(request, parse_qs(parsed.query))
+            return
+        if m.group(2) == "live_status" and method == "GET":
+            self._live_status(request)
             return
         if m.group(2) == "site_info" and method == "GET" and self.raw_site_info is not None:
             self.send(request, 200, self.raw_site_info)
@@ -1038,13 +1065,19 @@ class FakeTessie(FakeService):
                 "site_name": "Home Powerwall",
                 "installation_time_zone": "Europe/London",
                 "default_real_mode": self.mode,
+                "backup_reserve_percent": self.reserve,
                 "components": {
                     "tou_capable": True,
-                    "battery": True,
+                    "battery": self.has_battery,
                     "disallow_charge_from_grid_with_solar_installed": not self.grid_charging,
                     "customer_preferred_export_rule": "battery_ok",
                 },
             }
+            for key, value in (("default_real_mode", self.mode), ("backup_reserve_percent", self.reserve)):
+                if value is None:
+                    del info[key]  # Tesla leaves fields out rather than sending null
+            if self.grid_charging is None:
+                del info["components"]["disallow_charge_from_grid_with_solar_installed"]
             shown = self.live_tariff if self.clock() >= self.visible_from else self.shown_tariff
             if shown is not None:
                 info["tariff_content_v2"] = readback_form(shown)
@@ -1071,6 +1104,131 @@ class FakeTessie(FakeService):
                 self.send(request, 200, {"response": {"code": 201, "message": "Updated"}})
             return
         self.send(request, 405, {"error": "method not allowed"})
+
+    def _calendar_history(self, request: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> None:
+        """The real endpoint's rules: kind=energy needs period; dates RFC 3339 with offsets (a "+" sent
+        raw arrives as a space and is refused); a midnight end_date answers nothing; rows are the local
+        day's intervals up to now, timestamped local with offset, zero total_* fields left out."""
+        one = {k: v[0] for k, v in query.items()}
+        if one.get("kind") != "energy" or one.get("period") != "day" or not one.get("time_zone"):
+            self.send(request, 400, {"response": None, "error": "invalid kind, period or time_zone"})
+            return
+        try:
+            start = datetime.fromisoformat(one["start_date"])
+            end = datetime.fromisoformat(one["end_date"])
+            tz = ZoneInfo(one["time_zone"])
+        except (KeyError, ValueError):
+            self.send(request, 400, {"response": None, "error": "start_date and end_date must be RFC 3339"})
+            return
+        if start.tzinfo is None or end.tzinfo is None:
+            self.send(request, 400, {"response": None, "error": "dates need an offset"})
+            return
+        envelope: dict[str, Any] = {
+            "serial_number": "1232100-00-E--TG000000000000",
+            "period": "day",
+            "installation_time_zone": one["time_zone"],
+        }
+        if self.energy_override is not UNSET:
+            self.send(request, 200, {"response": self.energy_override})
+            return
+        if end.astimezone(tz).time() == datetime.min.time():
+            self.send(request, 200, {"response": {**envelope, "time_series": []}})
+            return
+        rows = []
+        moment = start.astimezone(UTC)
+        step = timedelta(minutes=self.energy_step)
+        while moment <= end.astimezone(UTC) and moment + step <= datetime.fromtimestamp(self.clock(), UTC):
+            flows = self.energy(moment, self.clock())
+            if flows is not None:
+                row = energy_row(moment.astimezone(tz), flows, omit_zero_base=self.omit_zero_base)
+                if not self.has_battery:
+                    row = {k: v for k, v in row.items() if not k.startswith(("battery_", "total_battery"))}
+                rows.append(row)
+            moment += step
+        self.send(request, 200, {"response": {**envelope, "time_series": rows}})
+
+    def _live_status(self, request: BaseHTTPRequestHandler) -> None:
+        if self.live_override is not UNSET:
+            self.send(request, 200, {"response": self.live_override})
+            return
+        measured = datetime.fromtimestamp(self.clock() - self.live_age, UTC)
+        solar = 0.0
+        load = solar + self.battery_w + self.grid_w
+        body = {
+            "solar_power": solar,
+            "energy_left": 8000,
+            "total_pack_energy": 13500,
+            "percentage_charged": self.charge_percent,
+            "backup_capable": True,
+            "battery_power": self.battery_w,
+            "load_power": load,
+            "grid_status": "Active",
+            "grid_services_active": False,
+            "grid_power": self.grid_w,
+            "grid_services_power": 0,
+            "generator_power": 0,
+            "island_status": "on_grid",
+            "storm_mode_active": self.storm,
+            "timestamp": measured.isoformat().replace("+00:00", "Z"),
+            "wall_connectors": [],
+        }
+        self.send(request, 200, {"response": body})
+
+
+UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class Flows:
+    """One interval's energy (Wh): the battery's discharge (to the house first, the rest exported),
+    its charge from the grid, and the house's use."""
+
+    discharge: float = 0.0
+    grid_charge: float = 0.0
+    house: float = 100.0
+
+
+def quiet_flows(moment: datetime, clock: float) -> Flows | None:
+    """The default: the house draws from the grid, the battery does nothing."""
+    return Flows()
+
+
+def energy_row(local: datetime, flows: Flows, *, omit_zero_base: bool = False) -> dict[str, Any]:
+    """A kind=energy row as Tesla sends it: Wh per interval, identities held (§1.6 of the reference),
+    zero total_* fields left out (and zero base fields too, with ``omit_zero_base``)."""
+    to_house = min(flows.discharge, flows.house)
+    exported = flows.discharge - to_house
+    from_grid = flows.house - to_house
+    base = {
+        "solar_energy_exported": 0,
+        "generator_energy_exported": 0,
+        "grid_energy_imported": from_grid + flows.grid_charge,
+        "grid_services_energy_imported": 0,
+        "grid_services_energy_exported": 0,
+        "grid_energy_exported_from_solar": 0,
+        "grid_energy_exported_from_generator": 0,
+        "grid_energy_exported_from_battery": exported,
+        "battery_energy_exported": flows.discharge,
+        "battery_energy_imported_from_grid": flows.grid_charge,
+        "battery_energy_imported_from_solar": 0,
+        "battery_energy_imported_from_generator": 0,
+        "consumer_energy_imported_from_grid": from_grid,
+        "consumer_energy_imported_from_solar": 0,
+        "consumer_energy_imported_from_battery": to_house,
+        "consumer_energy_imported_from_generator": 0,
+    }
+    totals = {
+        "total_home_usage": flows.house,
+        "total_solar_generation": 0,
+        "total_battery_charge": flows.grid_charge,
+        "total_battery_discharge": flows.discharge,
+        "total_grid_energy_exported": exported,
+    }
+    row: dict[str, Any] = {"timestamp": local.isoformat()}
+    row.update({k: v for k, v in base.items() if v or not omit_zero_base})
+    row["raw_timestamp"] = local.isoformat()
+    row.update({k: v for k, v in totals.items() if v})
+    return row
 
 
 @contextmanager

@@ -96,6 +96,12 @@ def test_each_failure_names_its_fix(
         ("no_agreement", "⚠ No import agreement valid now: dispatch_trust = planned"),
         ("self_powered", "⚠ Powerwall is in self_consumption mode, not Time-Based Control: it ignores the tariff"),
         ("no_grid_charging", "⚠ Grid charging is off: the Powerwall will not charge from the grid in cheap slots"),
+        ("reserve_high", "⚠ Backup reserve 80% is at or above the charge level (60%): the reserve overrides"),
+        ("reserve_equal", "⚠ Backup reserve 60% is at or above the charge level (60%)"),
+        (
+            "no_mode",
+            "⚠ Tesla does not say which mode the Powerwall is in (no default_real_mode): taken as Self-Powered",
+        ),
     ],
 )
 def test_warnings_name_their_fix_and_do_not_fail(
@@ -116,7 +122,37 @@ def test_warnings_name_their_fix_and_do_not_fail(
         tessie.mode = "self_consumption"
     elif setup == "no_grid_charging":
         tessie.grid_charging = False
+    elif setup == "reserve_high":
+        tessie.reserve = 80
+    elif setup == "reserve_equal":
+        tessie.reserve = 60
+    elif setup == "no_mode":
+        tessie.mode = None
     result = check(cli, make_config())
     assert result.code == 0, result.stdout
     assert any(line.startswith(expected) for line in lines(result, "⚠")), result.stdout
     assert lines(result, "✗") == []
+
+
+def test_the_powerwall_settings_are_read_as_tesla_means_them(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """An absent grid-charging flag means allowed; Cost Saving is said plainly (the API cannot set it);
+    a reserve below the charge level is fine; an unreadable charge level says so."""
+    tessie.grid_charging = None
+    result = check(cli, make_config())
+    assert result.code == 0 and lines(result, "⚠") == [], result.stdout
+    assert "✓ Grid charging is allowed (Tesla leaves the flag out when it is)" in result.stdout
+    assert '"Cost Saving"' in result.stdout and "the API can neither set" in result.stdout
+    assert "✓ Backup reserve 20% is below the charge level (60%)" in result.stdout
+    tessie.charge_percent = None
+    assert "Backup reserve 20% (the charge level could not be read to compare)" in check(cli, make_config()).stdout
+
+
+def test_a_site_without_a_battery_is_an_error_naming_the_fix(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    tessie.has_battery = False
+    result = check(cli, make_config())
+    assert result.code == 2
+    assert any("no battery on this energy site" in line and "get_site_id.py" in line for line in lines(result, "✗"))

@@ -37,7 +37,7 @@ if MOSQUITTO is None:
 mqtt = pytest.importorskip("paho.mqtt.client")
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-ENTITIES = 8  # Home Assistant entities per config: switch, 6 sensors, a binary sensor
+ENTITIES = 10  # Home Assistant entities per config: switch, 7 sensors, 2 binary sensors
 
 
 def free_port() -> int:
@@ -629,3 +629,39 @@ def test_the_bill_check_sensors_show_the_newest_final_day(
     assert agreement["unique_id"] == f"{node}_bill_agreement" and agreement["unit_of_measurement"] == "%"
     assert "entity_category" not in agreement
     assert f"homeassistant/sensor/{node}/bill_phantoms/config" in got
+
+
+def test_the_battery_sensors_show_yesterday_and_a_live_catch(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """Yesterday's kWh discharged while cheap after the daily energy read, and the problem binary
+    sensor on from the live check's catch until the slot ends, both against mosquitto."""
+    import test_battery_e2e as two
+    from test_report_e2e import Sim
+
+    kraken.data.planned = [
+        {"start": (day + two.SLOT[0]).isoformat(), "end": (day + two.SLOT[1]).isoformat(), "type": "SMART"}
+        for day in (two.TUE, two.WED)
+    ]
+    tessie.energy = two.battery
+    config = make_config(mqtt=mqtt_section(broker.port, discovery="true"))
+    sim = Sim(kraken, tessie, config, cli)
+    two.polls(sim, two.WED + timedelta(hours=12), 2)
+    tessie.battery_w, tessie.grid_w = 2500.0, 4000.0
+    for minute in range(0, 12):
+        sim.run(two.WED + timedelta(hours=14, minutes=minute))
+    status = json.loads(broker.retained(STATE)[STATE])
+    assert status["battery_problem"]["on"] is True and "2500 W" in status["battery_problem"]["detail"]
+    node = mqtt_config(config).node_id
+    got = broker.retained("homeassistant/#")
+    problem = json.loads(got[f"homeassistant/binary_sensor/{node}/battery_problem/config"])
+    assert problem["device_class"] == "problem" and problem["unique_id"] == f"{node}_battery_problem"
+    tessie.battery_w = -2000.0
+    two.polls(sim, two.WED + timedelta(hours=15, minutes=1))  # the slot is over
+    assert json.loads(broker.retained(STATE)[STATE])["battery_problem"]["on"] is False
+    assert json.loads(broker.retained(STATE)[STATE])["battery_check"] is None  # no day read yet
+    two.polls(sim, two.WED + timedelta(days=1, hours=2))
+    status = json.loads(broker.retained(STATE)[STATE])
+    assert status["battery_check"] == {"day": "2026-11-25", "discharged_while_cheap_kwh": 3.6, "gbp": 0.83}
+    sensor = json.loads(got[f"homeassistant/sensor/{node}/battery_cheap_discharge/config"])
+    assert sensor["unit_of_measurement"] == "kWh" and "entity_category" not in sensor

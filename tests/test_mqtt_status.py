@@ -13,7 +13,7 @@ from iops.core.tariff import Rates, Slot, TariffInputs, build_tariff
 
 NOW = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # Tuesday 01:00 GMT, inside the fixed window
 
-ENTITIES = 8  # Home Assistant entities per config: switch, 6 sensors, a binary sensor
+ENTITIES = 10  # Home Assistant entities per config: switch, 7 sensors, 2 binary sensors
 
 
 def mqtt(tmp_path: Path, **values: str) -> MqttConfig:

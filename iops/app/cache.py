@@ -38,6 +38,7 @@ SECTIONS: Mapping[str, str] = {
     "mqtt": "iops.app.publish:MqttMemory",
     "notes": "iops.app.notes:Notes",
     "settle": "iops.app.settle:SettleMemory",
+    "battery": "iops.app.battery:BatteryMemory",
 }
 # Before 1.2 the durable records lived here too; the store takes them over (iops.app.store.migrate).
 LEGACY_DURABLE = ("tesla_auth", "originals", "paused")

@@ -26,6 +26,8 @@ from iops.core.settings import Config
 if TYPE_CHECKING:
     import requests
 
+    from iops.core.battery_check import LiveReading
+
 Mark = Literal["ok", "fail", "warn"]
 SYMBOLS = {"ok": "✓", "fail": "✗", "warn": "⚠"}
 PLAIN = {"ok": "OK  ", "fail": "FAIL", "warn": "WARN"}
@@ -186,27 +188,59 @@ def _check_tesla(job: Job, session: requests.Session, say: Callable[[Finding], N
         return
     name = info.get("site_name") or "unnamed"
     say(Finding("ok", f"Tesla token works; energy site {site_id} ({name}) found"))
-    for finding in site_settings(info):
+    live = None
+    try:  # the charge level, for the reserve (read only)
+        from iops.services.tesla_answers import parse_live_status
+
+        live = parse_live_status(tesla_site(session, config, job.records, time.time).live_status(site_id))
+    except SchedulerError as err:
+        say(Finding("warn", f"Tesla live status: {err}", "the reserve could not be compared with the charge level"))
+    for finding in site_settings(info, live):
         say(finding)
 
 
-def site_settings(info: dict[str, Any]) -> Sequence[Finding]:
+COST_SAVING = (
+    'make sure "Cost Saving" is chosen there in the Tesla app, not "Balanced" (the API can neither set nor, '
+    "on current sites, read it)"
+)
+
+
+def site_settings(info: dict[str, Any], live: LiveReading | None = None) -> Sequence[Finding]:
     """What the live site settings mean for the tariff: read only, never changed."""
     raw = info.get("components")
     components: dict[str, Any] = raw if isinstance(raw, dict) else {}
     out = []
     mode = info.get("default_real_mode")
     if mode == "autonomous":
-        out.append(Finding("ok", "Powerwall is in Time-Based Control, so it follows the tariff"))
+        out.append(Finding("ok", "Powerwall is in Time-Based Control, so it follows the tariff", COST_SAVING))
+    elif mode is None:
+        out.append(
+            Finding(
+                "warn",
+                "Tesla does not say which mode the Powerwall is in (no default_real_mode): taken as Self-Powered, "
+                "which ignores the tariff",
+                "in the Tesla app choose Time-Based Control, then Cost Saving",
+            )
+        )
     else:
         out.append(
             Finding(
                 "warn",
-                f"Powerwall is in {mode or 'an unknown'} mode, not Time-Based Control: it ignores the tariff",
-                "in the Tesla app choose Time-Based Control (Cost Saving)",
+                f"Powerwall is in {mode} mode, not Time-Based Control: it ignores the tariff",
+                "in the Tesla app choose Time-Based Control, then Cost Saving",
             )
         )
-    if components.get("disallow_charge_from_grid_with_solar_installed"):
+    if components.get("battery") is False:
+        out.append(
+            Finding(
+                "fail",
+                "Tesla reports no battery on this energy site: a tariff changes nothing here",
+                f"choose the Powerwall's site ({invocation('get_site_id.py')} lists them)",
+            )
+        )
+    out.extend(_reserve(info, live))
+    flag = components.get("disallow_charge_from_grid_with_solar_installed")
+    if flag is True:
         out.append(
             Finding(
                 "warn",
@@ -214,6 +248,8 @@ def site_settings(info: dict[str, Any]) -> Sequence[Finding]:
                 "allow grid charging in the Tesla app (some systems need the installer)",
             )
         )
+    elif flag is None:
+        out.append(Finding("ok", "Grid charging is allowed (Tesla leaves the flag out when it is)"))
     else:
         out.append(Finding("ok", "Grid charging is allowed"))
     if components.get("tou_capable") is False:
@@ -222,6 +258,27 @@ def site_settings(info: dict[str, Any]) -> Sequence[Finding]:
     current = tariff.get("name") if isinstance(tariff, dict) else None
     out.append(Finding("ok", f"Live tariff: {current or 'none set'} (the check changes nothing)"))
     return out
+
+
+def _reserve(info: dict[str, Any], live: LiveReading | None) -> list[Finding]:
+    """A backup reserve at or above the charge level overrides the tariff: the battery holds (or
+    charges) whatever the tariff says, so a quiet battery then proves nothing."""
+    reserve = info.get("backup_reserve_percent")
+    if isinstance(reserve, bool) or not isinstance(reserve, int | float):
+        return []
+    level = live.charge_percent if live is not None else None
+    if level is None:
+        return [Finding("ok", f"Backup reserve {reserve:g}% (the charge level could not be read to compare)")]
+    if reserve >= level:
+        return [
+            Finding(
+                "warn",
+                f"Backup reserve {reserve:g}% is at or above the charge level ({level:.0f}%): the reserve overrides "
+                "the tariff, so the battery holds or charges whatever it says",
+                "lower the backup reserve in the Tesla app",
+            )
+        ]
+    return [Finding("ok", f"Backup reserve {reserve:g}% is below the charge level ({level:.0f}%)")]
 
 
 def _check_mqtt(config: Config, say: Callable[[Finding], None]) -> None:

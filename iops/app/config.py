@@ -261,6 +261,7 @@ def load_config(
             refresh_token=refresh_token,
             client_id=r.raw("tesla", "client_id"),
             token_url=r.url("tesla", "token_url", "https://fleet-auth.prd.vn.cloud.tesla.com/oauth2/v3/token"),
+            live_check=r.boolean("tesla", "live_check", "true"),
         ),
         tariff=TariffConfig(
             rates_auto=rates_auto,
@@ -308,6 +309,7 @@ def load_config(
         history=HistoryConfig(
             bill_check=r.boolean("history", "bill_check", "true"),
             keep_days=_whole(r, "history", "keep_days", "400", minimum=30),
+            battery_check=r.boolean("history", "battery_check", "true"),
         ),
         debug=DebugConfig(
             dry_run=r.boolean("debug", "dry_run", "false"),

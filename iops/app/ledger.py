@@ -3,14 +3,16 @@ what Octopus billed, and the verdict (iops.core.bill_check does the judging)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from iops.core.battery_check import BatteryHalfHour, judge_battery, summarise_battery
 from iops.core.bill_check import (
     CHECKED_AFTER,
     Row,
+    Told,
     allowance_day_bounds,
     half_hours,
     is_final,
@@ -33,17 +35,71 @@ def day_report(store: Store, config: Config, day: date, now: datetime) -> Report
     facts = store.facts_between(lo, hi)
     settled = store.settled_between(lo, hi)
     core = (config.tariff.off_peak_start, config.tariff.off_peak_end)
-    rows = []
-    for moment in half_hours(start, end):
-        key = moment.isoformat()
-        rows.append(judge(moment, told_for(versions, moment, tz, core), settled.get(key), facts.get(key, "")))
+    moments = half_hours(start, end)
+    told = [told_for(versions, moment, tz, core) for moment in moments]
+    rows = [
+        judge(moment, said, settled.get(moment.isoformat()), facts.get(moment.isoformat(), ""))
+        for moment, said in zip(moments, told, strict=True)
+    ]
+    battery = _battery(store, tz, moments, told)
     read = store.settled_day(day.isoformat())
     reads = [datetime.fromtimestamp(r, tz) for r in read[0]] if read else []
     status = "missing" if not settled else "final" if is_final(day, tz, reads) else "provisional"
     age = now - end
     return ReportDay(
-        day, start, end, status, rows, summarise(rows), _note(read, settled, rows, versions != [], age, config)
+        day,
+        start,
+        end,
+        status,
+        rows,
+        summarise(rows),
+        _note(read, settled, rows, versions != [], age, config),
+        battery,
+        summarise_battery(battery),
+        _battery_note(store, tz, start, end, config),
     )
+
+
+def _battery(
+    store: Store, tz: ZoneInfo, moments: Sequence[datetime], told: Sequence[Told | None]
+) -> list[BatteryHalfHour]:
+    """Each half-hour's battery verdict against the label live at Tesla then."""
+    if not moments:
+        return []
+    energy = store.battery_between(moments[0].isoformat(), (moments[-1] + timedelta(minutes=30)).isoformat())
+    days_read = {
+        local
+        for local in {m.astimezone(tz).date() for m in moments}
+        if store.battery_day(local.isoformat()) is not None
+    }
+    out = []
+    for moment, said in zip(moments, told, strict=True):
+        got = energy.get(moment.isoformat())
+        read = moment.astimezone(tz).date() in days_read
+        out.append(BatteryHalfHour(moment, said, got, judge_battery(said, got), read))
+    return out
+
+
+def battery_rows(store: Store, config: Config, start: datetime, end: datetime) -> list[BatteryHalfHour]:
+    """The battery verdicts from start to end (a local day, for the MQTT sensor)."""
+    tz = ZoneInfo(config.tariff.time_zone)
+    versions = store.told_between(start.timestamp(), end.timestamp())
+    core = (config.tariff.off_peak_start, config.tariff.off_peak_end)
+    moments = half_hours(start, end)
+    return _battery(store, tz, moments, [told_for(versions, m, tz, core) for m in moments])
+
+
+def _battery_note(store: Store, tz: ZoneInfo, start: datetime, end: datetime, config: Config) -> str:
+    if not config.history.battery_check:
+        return "the battery check is off ([history] battery_check = false)"
+    notes = []
+    for local in sorted({start.astimezone(tz).date(), (end - timedelta(seconds=1)).astimezone(tz).date()}):
+        read = store.battery_day(local.isoformat())
+        if read is None:
+            notes.append(f"{local:%a %d %b} not read from Tesla yet (read after 01:30 the next day)")
+        elif read[2]:
+            notes.append(f"{local:%a %d %b}: {read[2]}")
+    return "; ".join(notes)
 
 
 def _note(

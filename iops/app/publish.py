@@ -48,8 +48,17 @@ def publish_status(
     redactor: RedactSecrets | None,
 ) -> State:
     """The retained status, plus discovery when due, plus the switch's first state when none is retained."""
+    from iops.app.battery import BatteryMemory
     from iops.app.settle import SettleMemory
-    from iops.core.mqtt_payloads import BillFacts, StatusFacts, cheap_blocks, plan_discovery, status_payload
+    from iops.core.mqtt_payloads import (
+        BatteryFacts,
+        BillFacts,
+        LiveProblem,
+        StatusFacts,
+        cheap_blocks,
+        plan_discovery,
+        status_payload,
+    )
     from iops.services.mqtt import publish
 
     memory = state.get(MqttMemory)
@@ -59,6 +68,7 @@ def publish_status(
             memory, blocks=tuple((datetime.fromisoformat(s), datetime.fromisoformat(e), k) for s, e, k in blocks)
         )
     tesla, failing, settled = state.get(TeslaCalls), state.get(Failure), state.get(SettleMemory)
+    battery = state.get(BatteryMemory)
     text = f"{outcome.result}: {outcome.detail}" if outcome.detail else outcome.result
     bill = (
         BillFacts(settled.final_day, settled.agreement, settled.phantom, settled.phantom_gbp)
@@ -74,6 +84,12 @@ def publish_status(
         failing_since=failing.since if failing.runs else None,
         blocks=[(s.isoformat(), e.isoformat(), k) for s, e, k in memory.blocks],
         bill=bill,
+        battery=BatteryFacts(battery.day, battery.cheap_kwh, battery.cheap_gbp)
+        if battery.day and battery.cheap_kwh is not None
+        else None,
+        live_problem=LiveProblem(battery.problem_since, battery.problem_detail)
+        if battery.problem_until > now.timestamp()
+        else None,
     )
     sent = memory.discovery
     discovery = plan_discovery(

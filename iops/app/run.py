@@ -206,6 +206,12 @@ def _cron(job: Job, opts: Options) -> Outcome:
         quiet = octopus_plan.reason == "due" and not busy(calls, now, config.octopus.poll_minutes)
         calls = settle_if_due(job, calls, quiet=quiet, trust=built.trust)  # it puts its own memory
         job.state = job.state.put(calls)
+        if tesla_plan.action == "nothing":  # a minute that wrote nothing to Tesla: the battery check's reads
+            from iops.app.battery import live_check_if_due, read_energy_if_due
+
+            tesla_calls = live_check_if_due(job, tesla_calls)  # each puts its own memory
+            tesla_calls = read_energy_if_due(job, tesla_calls)
+            job.state = job.state.put(tesla_calls)
     elif opts.live and tesla_plan.action == "post":
         _record_history(job, None, tesla_plan)
     digest = built.digest if built else tesla_calls.posted_hash

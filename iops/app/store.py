@@ -5,7 +5,8 @@
 - the pause (from --restore until --resume);
 - the history (schema 2): what the Powerwall was told (each accepted post), the dispatches seen,
   and what Octopus settled for each half-hour, for the bill check (--report). Octopus keeps only
-  about a day of completed dispatches, so this is the only record of them.
+  about a day of completed dispatches, so this is the only record of them;
+- the battery's energy per half-hour from Tesla's history (schema 3), for the battery check.
 
 Every write is a transaction. The schema is versioned (``PRAGMA user_version``) and upgraded in
 place. The file is mode 0600, one per config, and never silently replaced: a file that cannot be
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iops.core.battery_check import HalfHourEnergy
 from iops.core.bill_check import Line, Settled, ToldVersion
 from iops.core.errors import StoreUnusable
 from iops.services.tesla import FleetChain
@@ -34,7 +36,7 @@ from iops.services.tesla import FleetChain
 if TYPE_CHECKING:
     import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Each step takes the schema from the version before it to its own number.
 MIGRATIONS: Mapping[int, tuple[str, ...]] = {
     1: (
@@ -89,6 +91,20 @@ MIGRATIONS: Mapping[int, tuple[str, ...]] = {
              day TEXT PRIMARY KEY,
              reads TEXT NOT NULL,  -- [Unix time, ...]
              status TEXT NOT NULL,  -- complete, partial, empty
+             note TEXT NOT NULL DEFAULT '')""",
+    ),
+    3: (
+        # The battery's energy per half-hour, from Tesla's energy history (Wh): only complete half-hours.
+        """CREATE TABLE battery (
+             start TEXT PRIMARY KEY,  -- UTC half-hour start, ISO 8601
+             discharge_wh REAL NOT NULL,  -- battery_energy_exported
+             grid_charge_wh REAL NOT NULL,  -- battery_energy_imported_from_grid
+             read_at REAL NOT NULL)""",
+        # Each local calendar day read: when, how many half-hours lacked rows, and what was odd.
+        """CREATE TABLE battery_days (
+             day TEXT PRIMARY KEY,
+             reads TEXT NOT NULL,  -- [Unix time, ...]
+             missing INTEGER NOT NULL,
              note TEXT NOT NULL DEFAULT '')""",
     ),
 }
@@ -428,6 +444,55 @@ class Store:
                 raise StoreUnusable(self.path, f"the settlement of {start_text} cannot be read") from err
         return out
 
+    def record_battery(
+        self, day: str, half_hours: Sequence[HalfHourEnergy], read_at: float, missing: int, note: str = ""
+    ) -> None:
+        """One read of a local day's energy history: the half-hours new or changed, and the day's state."""
+        with self.transaction() as db:
+            if half_hours:
+                lo, hi = half_hours[0].start.isoformat(), half_hours[-1].start.isoformat()
+                kept = {
+                    str(start): (float(d), float(g))
+                    for start, d, g in db.execute(
+                        "SELECT start, discharge_wh, grid_charge_wh FROM battery WHERE start >= ? AND start <= ?",
+                        (lo, hi),
+                    )
+                }
+                db.executemany(
+                    "INSERT OR REPLACE INTO battery (start, discharge_wh, grid_charge_wh, read_at) VALUES (?, ?, ?, ?)",
+                    [
+                        (h.start.isoformat(), h.discharge_wh, h.grid_charge_wh, read_at)
+                        for h in half_hours
+                        if kept.get(h.start.isoformat()) != (h.discharge_wh, h.grid_charge_wh)
+                    ],
+                )
+            found = db.execute("SELECT reads FROM battery_days WHERE day = ?", (day,)).fetchone()
+            reads = [*json.loads(found[0]), read_at] if found else [read_at]
+            db.execute(
+                "INSERT OR REPLACE INTO battery_days (day, reads, missing, note) VALUES (?, ?, ?, ?)",
+                (day, json.dumps(reads), missing, note),
+            )
+
+    def battery_day(self, day: str) -> tuple[list[float], int, str] | None:
+        """A local day's energy reads (Unix times), its half-hours without all their rows, and its note."""
+        row = self._one("SELECT reads, missing, note FROM battery_days WHERE day = ?", day)
+        if row is None:
+            return None
+        try:
+            return [float(r) for r in json.loads(row[0])], int(row[1]), str(row[2])
+        except (ValueError, TypeError) as err:
+            raise StoreUnusable(self.path, f"the energy reads of {day} cannot be read") from err
+
+    def battery_between(self, start: str, end: str) -> dict[str, HalfHourEnergy]:
+        with self._guard():
+            rows = self.db.execute(
+                "SELECT start, discharge_wh, grid_charge_wh FROM battery WHERE start >= ? AND start < ?", (start, end)
+            ).fetchall()
+        try:
+            return {str(a): HalfHourEnergy(datetime.fromisoformat(a), float(d), float(g)) for a, d, g in rows}
+        except (ValueError, TypeError) as err:
+            raise StoreUnusable(self.path, "the battery history cannot be read") from err
+
     def prune(self, before: float) -> int:
         """Drop history older than ``before`` (Unix time), keeping the version live at that moment."""
         cutoff = datetime.fromtimestamp(before, UTC).isoformat()
@@ -441,6 +506,8 @@ class Store:
             dropped += db.execute("DELETE FROM settlement WHERE start < ?", (cutoff,)).rowcount
             day = datetime.fromtimestamp(before, UTC).date().isoformat()
             dropped += db.execute("DELETE FROM settled_days WHERE day < ?", (day,)).rowcount
+            dropped += db.execute("DELETE FROM battery WHERE start < ?", (cutoff,)).rowcount
+            dropped += db.execute("DELETE FROM battery_days WHERE day < ?", (day,)).rowcount
         return dropped
 
     # ---- taking over the records an older version kept in the cache -----------------------------

@@ -77,6 +77,8 @@ class StatusFacts:
     failing_since: float | None = None
     blocks: Sequence[Block] = ()
     bill: BillFacts | None = None  # the bill check's newest final day, when there is one
+    battery: BatteryFacts | None = None  # the battery check's newest day, when there is one
+    live_problem: LiveProblem | None = None  # the live check caught the battery discharging in a cheap block
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,21 @@ class BillFacts:
     agreement: float | None  # share of the half-hours with usage that agree (None: no usage to judge)
     phantom: int  # half-hours we said cheap and Octopus billed standard
     phantom_gbp: float
+
+
+@dataclass(frozen=True)
+class BatteryFacts:
+    """Yesterday (local) as the battery check saw it."""
+
+    day: str
+    discharged_while_cheap_kwh: float
+    gbp: float
+
+
+@dataclass(frozen=True)
+class LiveProblem:
+    since: float
+    detail: str
 
 
 def _iso(timestamp: Any) -> str | None:
@@ -115,6 +132,18 @@ def status_payload(facts: StatusFacts) -> dict[str, Any]:
             "agreement_percent": None if facts.bill.agreement is None else round(100 * facts.bill.agreement, 1),
             "phantom_half_hours": facts.bill.phantom,
             "phantom_gbp": facts.bill.phantom_gbp,
+        },
+        "battery_check": None
+        if facts.battery is None
+        else {
+            "day": facts.battery.day,
+            "discharged_while_cheap_kwh": facts.battery.discharged_while_cheap_kwh,
+            "gbp": facts.battery.gbp,
+        },
+        "battery_problem": {
+            "on": facts.live_problem is not None,
+            "since": _iso(facts.live_problem.since) if facts.live_problem else None,
+            "detail": facts.live_problem.detail if facts.live_problem else "",
         },
     }
 
@@ -151,6 +180,7 @@ def discovery_messages(config: MqttConfig) -> list[tuple[str, dict[str, Any]]]:
         )
     ]
     bill = "value_json.bill_check"
+    battery = "value_json.battery_check"
     sensors: dict[str, dict[str, Any]] = {
         "bill_agreement": {
             "name": "Bill agreement",
@@ -172,6 +202,18 @@ def discovery_messages(config: MqttConfig) -> list[tuple[str, dict[str, Any]]]:
             "json_attributes_template": (
                 f"{{{{ {{'gbp': {bill}.phantom_gbp if {bill} else none, "
                 f"'day': {bill}.day if {bill} else none}} | tojson }}}}"
+            ),
+        },
+        "battery_cheap_discharge": {
+            "name": "Battery discharged while cheap yesterday",
+            "value_template": f"{{{{ {battery}.discharged_while_cheap_kwh if {battery} else None }}}}",
+            "unit_of_measurement": "kWh",
+            "state_class": "measurement",
+            "icon": "mdi:battery-arrow-down",
+            "json_attributes_topic": config.state_topic,
+            "json_attributes_template": (
+                f"{{{{ {{'gbp': {battery}.gbp if {battery} else none, "
+                f"'day': {battery}.day if {battery} else none}} | tojson }}}}"
             ),
         },
         "last_run": {"name": "Last run", "value_template": "{{ value_json.last_run }}", "device_class": "timestamp"},
@@ -216,6 +258,26 @@ def discovery_messages(config: MqttConfig) -> list[tuple[str, dict[str, Any]]]:
                 "value_template": "{{ 'ON' if value_json.posted else 'OFF' }}",
                 "expire_after": stale,
                 "entity_category": "diagnostic",
+                "device": device,
+            },
+        )
+    )
+    problem = "value_json.battery_problem"
+    messages.append(
+        (
+            f"{prefix}/binary_sensor/{node}/battery_problem/config",
+            {
+                "name": "Battery discharging in a cheap slot",
+                "unique_id": f"{node}_battery_problem",
+                "state_topic": config.state_topic,
+                "value_template": f"{{{{ 'ON' if {problem} and {problem}.on else 'OFF' }}}}",
+                "device_class": "problem",
+                "json_attributes_topic": config.state_topic,
+                "json_attributes_template": (
+                    f"{{{{ {{'detail': {problem}.detail if {problem} else none, "
+                    f"'since': {problem}.since if {problem} else none}} | tojson }}}}"
+                ),
+                "expire_after": stale,
                 "device": device,
             },
         )

@@ -36,6 +36,7 @@ class TeslaConfig:
     refresh_token: str = field(default="", repr=False)
     client_id: str = ""
     token_url: str = "https://fleet-auth.prd.vn.cloud.tesla.com/oauth2/v3/token"
+    live_check: bool = True  # one live_status read 10-15 minutes into each daytime cheap block
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class HistoryConfig:
 
     bill_check: bool = True  # read what Octopus billed each half-hour, once a day
     keep_days: int = 400  # history older than this is dropped
+    battery_check: bool = True  # read the battery's energy history from Tesla, once a day
 
 
 @dataclass(frozen=True)

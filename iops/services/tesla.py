@@ -7,13 +7,15 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from iops.core.errors import BadResponse, CredentialsRejected
 from iops.services import http
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     import requests
 
     from iops.core.settings import TeslaConfig
@@ -237,20 +239,34 @@ class TeslaSite:
         self.sleep = sleep
         self.requests_made = 0
 
-    def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
         """The one way to Tesla: timeout, bounded retries, failures split by who is at fault.
 
         With Fleet tokens, a refused access token is renewed once and the request sent again.
         """
         try:
-            return self._send(method, path, body, renew=False)
+            return self._send(method, path, body, params, renew=False)
         except CredentialsRejected as err:
             if not isinstance(self.token, FleetTokens) or err.status != 401:
                 raise
             log.info("Tesla refused the access token; renewing it once")
-            return self._send(method, path, body, renew=True)
+            return self._send(method, path, body, params, renew=True)
 
-    def _send(self, method: str, path: str, body: Mapping[str, Any] | None, *, renew: bool) -> Any:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+        *,
+        renew: bool,
+    ) -> Any:
         token = self.token(renew=renew) if isinstance(self.token, FleetTokens) else self.token
         self.requests_made += 1
         extra: dict[str, Any] = {} if self.sleep is None else {"sleep": self.sleep}
@@ -262,6 +278,7 @@ class TeslaSite:
             timeout=self.timeout,
             headers={"Authorization": f"Bearer {token}"},
             json=body,
+            params=params,  # requests encodes them: a "+01:00" offset must not arrive as a space
             allow_redirects=False,  # never hand a token to wherever a redirect points
             **extra,
         )
@@ -297,6 +314,24 @@ class TeslaSite:
         if not isinstance(info, dict):
             raise BadResponse(SERVICE, "site_info answer is not an object")
         return info
+
+    def energy_history(self, site_id: str, day: date, tz: ZoneInfo) -> Any:
+        """One local day of the site's energy history (``calendar_history``, 5-minute rows in Wh).
+        The end is 23:59:59, never midnight (Tesla answers a midnight end with nothing), and each end
+        carries its own offset (they differ on a clock-change day)."""
+        start = datetime.combine(day, time(0), tz)
+        end = datetime.combine(day, time(23, 59, 59), tz)
+        params = {
+            "kind": "energy",
+            "period": "day",
+            "start_date": start.isoformat(),
+            "end_date": end.isoformat(),
+            "time_zone": tz.key,
+        }
+        return self._request("GET", f"/api/1/energy_sites/{site_id}/calendar_history", params=params)
+
+    def live_status(self, site_id: str) -> Any:
+        return self._request("GET", f"/api/1/energy_sites/{site_id}/live_status")
 
     def post_tariff(self, site_id: str, tariff: Mapping[str, Any]) -> None:
         self._request("POST", f"/api/1/energy_sites/{site_id}/time_of_use_settings", tou_settings_body(tariff))
