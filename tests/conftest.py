@@ -33,6 +33,12 @@ def at_clock() -> float:
     return datetime.fromisoformat(AT).timestamp()
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """-n auto: two workers a core, since many tests spend their time waiting on a socket, the broker
+    or a timeout (on 2 cores: 87 s with 2 workers, 68 s with 4, 76 s with 6)."""
+    return 2 * (os.cpu_count() or 1)
+
+
 @pytest.fixture
 def kraken() -> Iterator[FakeKraken]:
     fake = FakeKraken()
