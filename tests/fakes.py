@@ -1013,7 +1013,14 @@ class FakeTessie(FakeService):
             op = "live_status"
         with self.lock:
             self.requests.append(
-                {"path": parsed.path, "method": method, "operations": [op], "auth": auth, "at": self.clock()}
+                {
+                    "path": parsed.path,
+                    "method": method,
+                    "operations": [op],
+                    "auth": auth,
+                    "at": self.clock(),
+                    "query": parse_qs(parsed.query),
+                }
             )
         token = (
             auth.removeprefix("Bearer ")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,25 @@ def test_a_day_with_missing_rows_is_read_again_and_then_complete(sim: Sim) -> No
     assert len([r for r in sim.tessie.requests if r["operations"] == ["energy_history"]]) == 2
 
 
+def test_a_day_whose_rows_never_come_is_read_every_6_hours_for_3_days_then_left(sim: Sim) -> None:
+    def patchy(moment: datetime, clock: float) -> Flows | None:
+        return None if TUE + timedelta(hours=9) <= moment < TUE + timedelta(hours=10) else battery(moment, clock)
+
+    sim.tessie.energy = patchy
+    polls(sim, TUE + timedelta(hours=8))
+    for hour in range(2, 24 * 4, 2):
+        polls(sim, WED + timedelta(hours=hour), 2)  # the second run of each pair writes nothing to Tesla
+    tuesday = [
+        r["at"]
+        for r in sim.tessie.requests
+        if r["operations"] == ["energy_history"] and r["query"]["start_date"][0].startswith("2026-11-24")
+    ]
+    gaps = [b - a for a, b in pairwise(tuesday)]
+    assert all(gap >= 6 * 3600 for gap in gaps)
+    assert len(tuesday) >= 10  # from 02:00 Wed, about every 6 hours while the rows are missing
+    assert tuesday[-1] < (WED + timedelta(days=3)).timestamp()  # and not past 3 days (runs go on 1 more)
+
+
 @pytest.mark.parametrize(
     ("override", "note"),
     [
@@ -205,17 +225,44 @@ def test_zero_fields_left_out_and_a_15_minute_step_are_read(sim: Sim) -> None:
     assert night["battery_discharge_kwh"] == 0 and night["battery_grid_charge_kwh"] == pytest.approx(0.5)
 
 
-def test_the_energy_read_waits_out_a_tesla_retry_after(sim: Sim) -> None:
+@pytest.mark.parametrize(("begins", "first"), [(90, "energy_history"), (96, "read")])
+def test_the_energy_read_waits_out_a_tesla_retry_after(sim: Sim, begins: int, first: str) -> None:
+    """Tesla answers 429 (Retry-After 15 minutes) for 20 minutes from 01:30, where the energy read
+    meets it, or from 01:36, where the hourly read-back does: either way no request of any kind goes
+    to Tesla until the wait is over, and the day is read after."""
     polls(sim, TUE + timedelta(hours=8))
-    start = WED + timedelta(hours=2)
-    sim.tessie.outages = [Outage(start.timestamp(), start.timestamp() + 120, 429, retry_after=900)]
-    for minute in range(25):
+    polls(sim, WED + timedelta(minutes=30))
+    start = WED + timedelta(minutes=begins)
+    sim.tessie.outages = [Outage(start.timestamp(), start.timestamp() + 20 * 60, 429, retry_after=900)]
+    sim.tessie.clear_log()
+    for minute in range(0, 80, 3):
         sim.run(start + timedelta(minutes=minute))
-    refused = min(r["at"] for r in sim.tessie.requests if r["at"] >= start.timestamp())
-    inside = [r for r in sim.tessie.requests if refused < r["at"] < refused + 900]
-    assert not inside  # nothing at all while Tesla asked us to wait
-    reads = [r["at"] for r in sim.tessie.requests if r["operations"] == ["energy_history"]]
-    assert reads and reads[-1] >= refused + 900  # and the read came once it was over
+    requests = sorted(sim.tessie.requests, key=lambda r: float(r["at"]))
+    assert requests[0]["operations"] == [first]
+    times = [float(r["at"]) for r in requests]
+    refused = [t for t in times if t < start.timestamp() + 20 * 60]
+    assert refused
+    for t in refused:
+        assert not [u for u in times if t < u < t + 900], "a Tesla request inside a Retry-After"
+    reads = [r["at"] for r in requests if r["operations"] == ["energy_history"]]
+    assert reads and reads[-1] >= start.timestamp() + 20 * 60  # read once Tesla answered again
+
+
+def test_no_energy_read_before_01_30_or_on_a_minute_that_posts(sim: Sim) -> None:
+    """The state file is a cache: dropped at 00:20, the read still waits for 01:30; dropped at 01:30,
+    the run that posts the tariff again leaves the read to the next minute that writes nothing."""
+    state = Path(str(sim.config) + ".state.json")
+    polls(sim, TUE + timedelta(hours=12), 2)
+    state.unlink()
+    polls(sim, WED + timedelta(minutes=20), 4)
+    assert not [r for r in sim.tessie.requests if r["operations"] == ["energy_history"]]
+    state.unlink()
+    sim.tessie.clear_log()
+    polls(sim, WED + timedelta(hours=1, minutes=30), 3)
+    requests = sim.tessie.requests
+    posts = {r["at"] for r in requests if r["method"] == "POST"}
+    reads = {r["at"] for r in requests if r["operations"] == ["energy_history"]}
+    assert posts and reads and not reads & posts
 
 
 def test_live_check_warns_once_during_a_slot_when_the_battery_discharges(sim: Sim) -> None:
