@@ -22,12 +22,12 @@ def dispatch(start: str, end: str, kind: str = "SMART") -> dict[str, Any]:
     return {"start": f"2026-11-{start}:00+00:00", "end": f"2026-11-{end}:00+00:00", "type": kind}
 
 
-def completed(start: str, end: str) -> dict[str, Any]:
+def completed(start: str, end: str, location: str | None = "AT_HOME") -> dict[str, Any]:
     return {
         "start": f"2026-11-{start}:00+00:00",
         "end": f"2026-11-{end}:00+00:00",
         "delta": "-1.2",
-        "meta": {"source": None, "location": "AT_HOME"},
+        "meta": {"source": None, "location": location},
     }
 
 
@@ -154,6 +154,31 @@ def test_fourteen_half_hours_in_one_allowance_day_on_iog_smb(
     assert "car allowance 12 half-hours a day (tariff E-1R-IOG-SMB-TOU-25-12-12-H)" in result.stdout
     unlimited = make_config("unlimited.txt", tariff={"dispatch_trust": "planned", "car_allowance_half_hours": "0"})
     assert labels(dry(cli, unlimited, "24T12:00").body(), 2, "07:00", "07:30") == ["OFF_PEAK", "OFF_PEAK"]
+
+
+@pytest.mark.parametrize("location", ["AWAY", None, "AT_HOME"])
+def test_completed_slots_use_the_allowance_whatever_their_location(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    location: str | None,
+) -> None:
+    """Octopus relabels completed dispatches AT_HOME -> AWAY hours later and still bills them cheap
+    (batpred#4946): they still count toward the car allowance, and stay cheap in the past."""
+    kraken.data.import_tariff = SMB
+    kraken.data.completed = [completed("24T12:00", "24T17:00", location)]  # 10 half-hours
+    kraken.data.planned = [dispatch("24T17:00", "24T19:00")]  # the 11th to 14th
+    config = make_config(tariff={"dispatch_trust": "planned"})
+    body = dry(cli, config, "24T17:00").body()
+    assert labels(body, 1, "12:00", "16:30", "17:00", "17:30", "18:00", "18:30") == [
+        "OFF_PEAK",
+        "OFF_PEAK",
+        "OFF_PEAK",
+        "OFF_PEAK",
+        "ON_PEAK",
+        "ON_PEAK",
+    ]
 
 
 def test_two_evs_each_with_its_own_allowance_in_one_request(

@@ -400,3 +400,34 @@ def test_listing_helpers_print_upcoming_events(
     assert downs.code == 0, downs.stderr
     assert downs.stdout == "Power Down EVENT_9 2099-01-02T17:00:00+00:00 - 2099-01-02T18:00:00+00:00 £1.00/kWh joined\n"
     assert cli(make_config("bad.txt", octopus={"api_key": "sk_live_wrong"}), script="savings_sessions.py").code == 2
+
+
+def test_the_parser_keeps_smart_dispatches_and_drops_boost_test_and_bump_ones() -> None:
+    """Planned: SMART (or no type) only. Completed: any location (Octopus relabels them AWAY and
+    still bills them cheap); a null location is at home; a bump charge or boost is left out."""
+    from iops.services.kraken_answers import parse_dispatch_data
+
+    def slot(hour: int, **extra: Any) -> dict[str, Any]:
+        return {"start": f"2026-11-24T{hour:02d}:00:00+00:00", "end": f"2026-11-24T{hour:02d}:30:00+00:00", **extra}
+
+    data = {
+        "ev0": [
+            slot(10, type="SMART"),
+            slot(11, type="BOOST"),
+            slot(12, type="TEST"),
+            slot(13),
+            slot(14, type="smart"),
+        ],
+        "completedDispatches": [
+            slot(1, meta={"source": None, "location": "AT_HOME"}),
+            slot(2, meta={"source": "smart-charge", "location": "AWAY"}),
+            slot(3, meta={"source": None, "location": None}),
+            slot(4, meta={"source": "bump-charge", "location": "AT_HOME"}),
+            slot(5, meta={"source": "BOOST", "location": None}),
+            slot(6, meta=None),
+            slot(7, meta={"source": "test", "location": "AT_HOME"}),
+        ],
+    }
+    parsed = parse_dispatch_data(data, ["car"])
+    assert [p.slot.start.hour for p in parsed.planned] == [10, 13, 14]
+    assert [s.start.hour for s in parsed.completed] == [1, 2, 3, 6]

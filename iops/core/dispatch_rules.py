@@ -66,7 +66,7 @@ class DispatchData:
     """One answer from Octopus: planned dispatches per device, completed ones, each EV's state."""
 
     planned: tuple[PlannedDispatch, ...] = ()
-    completed: tuple[Slot, ...] = ()  # smart (or unknown source) and at home
+    completed: tuple[Slot, ...] = ()  # smart (or unknown source), wherever they ran
     device_states: Mapping[str, str] = field(default_factory=dict)  # live EV device id -> currentState
 
 

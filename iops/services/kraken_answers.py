@@ -118,7 +118,7 @@ def live_evs(devices: Any) -> dict[str, str]:
 
 def parse_dispatch_data(data: Mapping[str, Any], devices: Sequence[str]) -> DispatchData:
     """Planned SMART dispatches per device (aliases ev0, ev1 ... in ``devices`` order), completed
-    smart dispatches at home, and each live EV's state. BOOST, TEST and away dispatches are left out."""
+    smart dispatches wherever they ran, and each live EV's state. BOOST, TEST and bump charges are left out."""
     planned = []
     for i, device in enumerate(devices):
         for item in _objects(data.get(f"ev{i}"), "planned dispatches"):
@@ -130,7 +130,9 @@ def parse_dispatch_data(data: Mapping[str, Any], devices: Sequence[str]) -> Disp
         meta = item.get("meta") or {}
         if not isinstance(meta, dict):
             raise BadResponse(SERVICE, "completed dispatch meta is not an object")
-        if meta.get("location") not in (None, "AT_HOME") or not _is_smart(meta.get("source")):
+        # Any location: Octopus relabels completed dispatches AT_HOME -> AWAY hours later and still
+        # bills them cheap (batpred#4946). Planned dispatches carry no location to test.
+        if not _is_smart(meta.get("source")):
             continue
         completed.append(Slot(parse_time(item.get("start")), parse_time(item.get("end"))))
     states = live_evs(data["devices"]) if data.get("devices") is not None else {}
