@@ -149,7 +149,7 @@ def test_auto_join_joins_worthwhile_sessions_in_region(
     result = cli(config, "--at", AT)
     assert result.code == 0, result.log
     assert kraken.data.joined_event_ids == [1]
-    assert "Joined saving session EVENT_1" in result.log
+    assert "Octopus says it joined saving session EVENT_1" in result.log
     assert cli(config, "--at", at(4)).code == 0
     assert grid_at(tessie, 3, "17:30")[0] == "PARTIAL_PEAK"
     assert grid_at(tessie, 4, "17:30")[0] == "ON_PEAK"
@@ -431,3 +431,99 @@ def test_the_parser_keeps_smart_dispatches_and_drops_boost_test_and_bump_ones() 
     parsed = parse_dispatch_data(data, ["car"])
     assert [p.slot.start.hour for p in parsed.planned] == [10, 13, 14]
     assert [s.start.hour for s in parsed.completed] == [1, 2, 3, 6]
+
+
+# ---- weekend happy hours are a menu; a join is Octopus's claim, not proof --------------------------
+
+
+def test_a_happy_hour_menu_prices_only_the_booked_hour_and_joins_none(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """Sunday 29 Nov: four 0-point candidates 11:00-15:00, the 12:00 one booked on the website (in
+    joinedEvents, its code null); auto-join on, and a worthwhile Power Down that it does join."""
+    menu = [
+        session(
+            20 + k, f"2026-11-29T{11 + k}:00:00+00:00", f"2026-11-29T{12 + k}:00:00+00:00", 0, kind="WEEKEND_HAPPY_HOUR"
+        )
+        for k in range(4)
+    ]
+    menu[1]["code"] = None
+    kraken.data.saving_events = [
+        *menu,
+        session(1, "2026-11-26T17:30:00+00:00", "2026-11-26T18:30:00+00:00", 1800),
+    ]
+    kraken.data.joined_event_ids = [21]
+    config = make_config(features={"auto_join_saving_sessions": "true", "auto_join_min_reward": "1.00"})
+    for minutes in (0, 4, 8):
+        result = cli(config, "--at", at(minutes))
+        assert result.code == 0, result.log
+    joins = [r["variables"]["eventCode"] for r in kraken.requests if r["operations"] == ["joinSavingSessionsEvent"]]
+    assert joins == ["EVENT_1"]  # never a candidate hour
+    assert [grid_at(tessie, 6, f"{h}:00")[0] for h in (11, 12, 13, 14)] == [
+        "ON_PEAK",
+        "SUPER_OFF_PEAK",
+        "ON_PEAK",
+        "ON_PEAK",
+    ]
+    assert grid_at(tessie, 6, "12:30") == ("SUPER_OFF_PEAK", 0.0, 0.0)
+    assert grid_at(tessie, 3, "17:30")[0] == "PARTIAL_PEAK"
+
+
+@pytest.mark.parametrize("refusal", ["OE-1308", "OE-1305", "http500"])
+def test_a_refused_join_never_stops_the_tariff(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    refusal: str,
+) -> None:
+    """OE-1308 "already signed up" comes for accounts that are not opted in (BottlecapDave#1865):
+    each run still posts, the session is not counted, the refusal is logged once and the join is
+    tried again at most hourly."""
+    kraken.data.saving_events = [session(1, "2026-11-26T17:30:00+00:00", "2026-11-26T18:30:00+00:00", 1800)]
+    kraken.data.planned = [{"start": at(120), "end": at(150), "type": "SMART"}]
+    if refusal == "http500":
+        kraken.inject("joinSavingSessionsEvent", "http", status=500, times=99)
+    else:
+        kraken.data.join_refusals["EVENT_1"] = refusal
+    config = make_config(features={"auto_join_saving_sessions": "true", "auto_join_min_reward": "1.00"})
+
+    def joins() -> int:
+        return len([r for r in kraken.requests if r["operations"] == ["joinSavingSessionsEvent"]])
+
+    joined_at = []
+    for minutes in range(0, 80, 4):
+        before = joins()
+        result = cli(config, "--at", at(minutes))
+        assert result.code == 0, result.log
+        if joins() > before:
+            joined_at.append(minutes)
+    logs = result.log  # the log file, all runs
+    assert tessie.posted and grid_at(tessie, 1, "14:00")[0] == "OFF_PEAK"  # the slot went to Tesla
+    assert grid_at(tessie, 3, "17:30")[0] == "ON_PEAK"  # not counted: joinedEvents does not list it
+    assert joined_at == [0, 60]  # tried again an hour later, not every poll
+    assert logs.count("Could not join saving session EVENT_1") == 1
+
+
+def test_a_join_that_joinedevents_never_lists_is_not_counted_and_said_once(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.saving_events = [session(1, "2026-11-26T17:30:00+00:00", "2026-11-26T18:30:00+00:00", 1800)]
+    kraken.data.join_claims_only = {"EVENT_1"}
+    config = make_config(
+        features={
+            "auto_join_saving_sessions": "true",
+            "auto_join_min_reward": "1.00",
+            "saving_sessions_poll_minutes": "5",
+        }
+    )
+    for minutes in range(0, 40, 4):
+        result = cli(config, "--at", at(minutes))
+        assert result.code == 0, result.log
+    logs = result.log  # the log file, all runs
+    assert grid_at(tessie, 3, "17:30")[0] == "ON_PEAK"
+    assert logs.count("but joinedEvents does not list it") == 1
+    kraken.data.joined_event_ids = [1]  # Octopus catches up
+    result = cli(config, "--at", at(48))
+    assert result.code == 0
+    assert grid_at(tessie, 3, "17:30")[0] == "PARTIAL_PEAK"

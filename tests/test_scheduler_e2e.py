@@ -105,7 +105,7 @@ def test_changed_slots_post_again_and_vanished_slots_too(
     assert label_at(posted_tariff(tessie), 1, "19:30") == "ON_PEAK"
 
 
-def test_boost_test_and_away_dispatches_are_not_off_peak(
+def test_boost_and_test_dispatches_are_not_off_peak_a_completed_away_one_is(
     kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
 ) -> None:
     kraken.data.planned = [
@@ -134,8 +134,9 @@ def test_boost_test_and_away_dispatches_are_not_off_peak(
     ]
     assert cli(make_config(), "--at", AT).code == 0
     tariff = posted_tariff(tessie)
-    for hhmm in ("14:00", "16:00", "10:00", "11:00"):
+    for hhmm in ("14:00", "16:00", "11:00"):
         assert label_at(tariff, 1, hhmm) == "ON_PEAK", hhmm
+    assert label_at(tariff, 1, "10:00") == "OFF_PEAK"  # relabelled AWAY after it ran, still billed cheap
     assert label_at(tariff, 1, "08:00") == "OFF_PEAK"
 
 

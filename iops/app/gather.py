@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from iops.app.cache import State
 from iops.app.guard import ODD_SHAPES
 from iops.app.notes import Notes
-from iops.core.errors import BadResponse
+from iops.core.errors import BadResponse, ServiceError
 from iops.core.memory import PAST
 from iops.core.settings import Config
 from iops.services.kraken_cache import KrakenCache
@@ -24,12 +24,14 @@ if TYPE_CHECKING:
     from iops.app.logs import RedactSecrets
     from iops.core.decision import Facts
     from iops.core.dispatch_rules import BillingRules, DispatchData, DispatchDecision, Reason
+    from iops.core.events import SessionEvent
     from iops.core.tariff import WeekPlan
     from iops.services.octopus import Kraken, PowerUpAnswer
 
 log = logging.getLogger(__name__)
 POWER_UPS_KEEP = timedelta(hours=6)  # how old a Power Up list may be and still stand in for a failed answer
 POWER_UPS_REFRESH = timedelta(minutes=30)  # re-stamp an unchanged list this often (spares the SD card)
+JOIN_RETRY = timedelta(hours=1)  # a join refused or unconfirmed is asked again no sooner than this
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def poll(
             facts = gather(config, kraken, polled, now)
             gathered, to_join = assemble(config, facts, now)
             if live:
-                _join(kraken, to_join)
+                _join(kraken, to_join, facts.sessions or (), now)
         except ODD_SHAPES as err:
             # An answer of a shape the parsers did not foresee: their data, not our outage or bug.
             log.debug("Unexpected answer from Octopus", exc_info=True)
@@ -194,12 +196,50 @@ def _power_ups_or_last_good(kraken: Kraken, answer: PowerUpAnswer, now: datetime
     return kept.value if usable and kept is not None else None
 
 
-def _join(kraken: Kraken, codes: Sequence[str]) -> None:
+def _join(kraken: Kraken, codes: Sequence[str], events: Sequence[SessionEvent], now: datetime) -> None:
+    """Join the sessions worth joining. A join is Octopus's claim: a session counts only once
+    ``joinedEvents`` lists it, a disagreement is logged once, and a refused join (OE-1308 "already
+    signed up" comes for accounts that are not opted in) never stops the tariff work."""
+    from iops.services.kraken_cache import JoinAttempt
+
+    listed = {e.code for e in events if e.joined}
+    known = {e.code for e in events}
+    attempts = {a.code: a for a in kraken.cache.joins if a.code in known}  # ended sessions are forgotten
+    for code, attempt in list(attempts.items()):
+        if code in listed:
+            if attempt.claimed or attempt.said:
+                log.info("Saving session %s is now listed as joined; it shapes the tariff", code)
+            del attempts[code]
+        elif attempt.claimed and not attempt.said:
+            log.warning(
+                "Octopus said saving session %s was joined, but joinedEvents does not list it: it is not "
+                "counted until it does (a join is Octopus's claim, not proof)",
+                code,
+            )
+            attempts[code] = replace(attempt, said=True)
+    asked = False
     for code in codes:
-        if code in kraken.join_saving_session(code):
-            log.info("Joined saving session %s; it shapes the tariff from the next run", code)
+        before = attempts.get(code)
+        if before is not None and now.timestamp() - before.at < JOIN_RETRY.total_seconds():
+            continue
+        asked = True
+        try:
+            claimed = code in kraken.join_saving_session(code)
+        except ServiceError as err:
+            claimed = "OE-1308" in str(err)  # "already signed up": a claim too, to check against joinedEvents
+            if before is None:
+                log.warning(
+                    "Could not join saving session %s (%s); the tariff goes on without it, trying again hourly",
+                    code,
+                    err,
+                )
         else:
-            log.warning("Asked to join saving session %s but Octopus did not confirm it", code)
-    if codes:
-        # What the account has joined changed: read the sessions again next run.
+            if claimed:
+                log.info("Octopus says it joined saving session %s; it counts once joinedEvents lists it", code)
+            elif before is None:
+                log.warning("Asked to join saving session %s but Octopus did not confirm it", code)
+        attempts[code] = JoinAttempt(code, now.timestamp(), claimed, before.said if before else False)
+    kraken.cache = replace(kraken.cache, joins=tuple(attempts.values()))
+    if asked:
+        # What the account has joined may have changed: read the sessions again next run.
         kraken.forget("saving_sessions")

@@ -31,6 +31,17 @@ class CachedObject:
 
 
 @dataclass(frozen=True)
+class JoinAttempt:
+    """A saving-session join we asked for, and what Octopus answered: a join is its claim, not proof,
+    until ``joinedEvents`` lists the event."""
+
+    code: str
+    at: float = field(default=0.0, metadata=PAST)
+    claimed: bool = False  # Octopus said joined (or "already signed up")
+    said: bool = False  # a disagreement with joinedEvents was logged
+
+
+@dataclass(frozen=True)
 class KrakenCache:
     """Valid only for the key and account it was made with (``identity``)."""
 
@@ -45,3 +56,4 @@ class KrakenCache:
     auto_rates: CachedObject | None = None
     power_ups: CachedObject | None = None  # the last good Power Up list, for when that field alone fails
     power_ups_failing: bool = False
+    joins: tuple[JoinAttempt, ...] = ()
