@@ -67,6 +67,16 @@ def test_the_hourly_budget_keeps_a_reserve_and_stretches_quiet_polls_by_at_most_
     assert plan_octopus(roomy, minute(0), 3).action == "poll"
 
 
+def test_a_request_exactly_an_hour_old_no_longer_counts_against_the_budget() -> None:
+    """The budget is the last hour, open at its far end: 19 requests of which the oldest is exactly
+    60 minutes old leave 18 in the hour, so a due poll goes ahead."""
+    oldest = ts(-60)
+    calls = OctopusCalls(polled_at=ts(-3), requests=(oldest, *(ts(-40 + i) for i in range(18))))
+    assert plan_octopus(calls, minute(0), 3).action == "poll"
+    a_second_younger = replace(calls, requests=(oldest + 1, *calls.requests[1:]))
+    assert plan_octopus(a_second_younger, minute(0), 3).action == "idle"
+
+
 def test_rate_limit_backs_off_5_10_20_30_minutes() -> None:
     calls = OctopusCalls()
     untils = []

@@ -91,6 +91,24 @@ def test_a_key_pasted_into_a_price_is_not_printed(
     assert API_KEY not in result.stderr + result.stdout + result.log
 
 
+@pytest.mark.parametrize("port", ["pw12", "ub4dor"])
+def test_a_short_secret_typed_into_the_wrong_setting_is_not_printed(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    port: str,
+) -> None:
+    """The MQTT password (or a piece of it) typed into ``port``: the error names the key, not the value."""
+    password = "pw12" if port == "pw12" else "tr0ub4dor"
+    mqtt = {"enabled": "true", "host": "127.0.0.1", "port": port, "username": "me", "password": password}
+    result = cli(make_config(mqtt=mqtt), "--at", AT)
+    assert result.code == 2 and "[mqtt] port: the value given is not a number" in result.stderr, result.stderr
+    assert port not in result.stderr + result.stdout + result.log
+    plain = cli(make_config("plain.txt", mqtt={**mqtt, "port": "1883 tcp"}), "--at", AT)
+    assert "[mqtt] port: '1883 tcp' is not a number" in plain.stderr  # an ordinary typo is still quoted
+
+
 def test_a_config_others_can_read_is_warned_about(
     kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
 ) -> None:

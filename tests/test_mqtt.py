@@ -215,6 +215,28 @@ def test_flag_on_runs_and_publishes_retained_status(
     }
 
 
+def test_a_free_power_up_is_an_off_peak_block_in_the_status(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.power_ups = [
+        {
+            "code": "FREE_ELECTRICITY_EVENT_24",
+            "name": "Free Electricity",
+            "startAt": "2026-11-24T13:00:00+00:00",
+            "endAt": "2026-11-24T14:00:00+00:00",
+            "isEventParticipant": True,
+        }
+    ]
+    assert cli(make_config(mqtt=mqtt_section(broker.port)), "--at", AT).code == 0
+    status = json.loads(broker.retained(STATE)[STATE])
+    assert status["next_off_peak"] == "2026-11-24T13:00:00+00:00"
+    assert status["next_off_peak_blocks"][0] == {
+        "start": "2026-11-24T13:00:00+00:00",
+        "end": "2026-11-24T14:00:00+00:00",
+        "label": "SUPER_OFF_PEAK",
+    }
+
+
 def test_no_retained_flag_follows_the_config(
     broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
 ) -> None:

@@ -113,6 +113,19 @@ def test_power_up_and_joined_power_down_on_the_same_day(
     assert "A-1234ABCD" not in batched[0]["query"]  # values travel as variables, never in the query text
 
 
+def test_a_joined_session_outranks_a_power_up_on_the_same_half_hour(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """A joined session is a promise not to import, so it keeps winning where a Power Up overlaps it."""
+    kraken.data.power_ups = [power_up("2026-11-26T17:00:00+00:00", "2026-11-26T18:00:00+00:00")]
+    kraken.data.saving_events = [session(1, "2026-11-26T17:30:00+00:00", "2026-11-26T18:30:00+00:00", 1800)]
+    kraken.data.joined_event_ids = [1]
+    assert cli(make_config(), "--at", AT).code == 0
+    assert grid_at(tessie, 3, "17:00") == ("SUPER_OFF_PEAK", 0.0, 0.0)
+    assert grid_at(tessie, 3, "17:30")[0] == "PARTIAL_PEAK"
+    assert grid_at(tessie, 3, "18:00")[0] == "PARTIAL_PEAK"
+
+
 def test_weekend_happy_hour_joined_is_free(
     kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
 ) -> None:
