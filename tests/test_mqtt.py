@@ -462,7 +462,7 @@ def test_two_configs_on_one_broker_are_two_devices(
     assert cli(annex, "--at", "2026-11-24T12:03:00+00:00").code == 0
     got = broker.retained("io_powerwall_scheduler/#")
     assert json.loads(got[a.state_topic])["result"] == "disabled"
-    assert json.loads(got[b.state_topic])["result"] == "unchanged"
+    assert json.loads(got[b.state_topic])["result"] == "up to date"
 
 
 def test_discovery_comes_back_after_the_broker_loses_its_retained_messages(
@@ -496,9 +496,23 @@ def test_switch_starts_on_and_stale_sensors_expire(
         sensor = json.loads(got[f"homeassistant/sensor/{node}/{key}/config"])
         assert sensor["expire_after"] == 300, key
         assert sensor["device"]["sw_version"] and sensor["device"]["model"]
-    assert json.loads(got[f"homeassistant/sensor/{node}/hash/config"])["entity_category"] == "diagnostic"
-    assert json.loads(got[f"homeassistant/switch/{node}/enabled/config"])["entity_category"] == "config"
-    assert "entity_category" not in json.loads(got[f"homeassistant/sensor/{node}/next_off_peak/config"])
+    # The Overview shows entities without a category: the switch, Result and the readings; the rest
+    # is diagnostic (G7).
+    category = {
+        topic.split("/")[-2]: json.loads(payload).get("entity_category")
+        for topic, payload in got.items()
+        if topic.startswith("homeassistant/") and topic.endswith("/config")
+    }
+    assert {k for k, v in category.items() if v == "diagnostic"} == {"last_run", "hash", "posted"}
+    assert {k for k, v in category.items() if v is None} == {
+        "enabled",
+        "result",
+        "next_off_peak",
+        "bill_agreement",
+        "bill_phantoms",
+        "battery_cheap_discharge",
+        "battery_problem",
+    }
     assert json.loads(got[f"homeassistant/sensor/{node}/next_off_peak/config"])["device_class"] == "timestamp"
 
 
@@ -564,7 +578,7 @@ def test_switching_off_restores_the_users_tariff_once_when_asked(
     assert tessie.live_tariff is not None and price_grid(tessie.live_tariff) == price_grid(own)
     assert cli(config, "--at", "2026-11-24T12:05:00+00:00").code == 0
     assert len(tessie.posted) == 2  # restored once, not every minute
-    assert json.loads(broker.retained(STATE)[STATE])["result"] == "disabled"
+    assert json.loads(broker.retained(STATE)[STATE])["result"] == "disabled: your own tariff is back"
     broker.publish_retained(ENABLE, "on")
     assert cli(config, "--at", "2026-11-24T12:08:00+00:00").code == 0
     assert len(tessie.posted) == 3 and price_grid(tessie.live_tariff) != price_grid(own)  # ours again
@@ -690,3 +704,134 @@ def test_the_battery_sensors_show_yesterday_and_a_live_catch(
     assert status["battery_check"] == {"day": "2026-11-25", "discharged_while_cheap_kwh": 3.6, "gbp": 0.83}
     sensor = json.loads(got[f"homeassistant/sensor/{node}/battery_cheap_discharge/config"])
     assert sensor["unit_of_measurement"] == "kWh" and "entity_category" not in sensor
+
+
+# ---- what a real Home Assistant showed (issue 19, part 6) ----------------------------------------
+
+
+class Clocked:
+    """Runs of one config at simulated minutes, with both fakes on the same clock."""
+
+    def __init__(self, kraken: FakeKraken, tessie: FakeTessie, cli: Callable[..., Result], config: Path) -> None:
+        self.now = [datetime.fromisoformat(AT)]
+        kraken.clock = tessie.clock = lambda: self.now[0].timestamp()  # noqa: PLW0108
+        self.cli, self.config = cli, config
+
+    def run(self, minute: int, *extra: str) -> Result:
+        self.now[0] = datetime.fromisoformat(AT) + timedelta(minutes=minute)
+        return self.cli(self.config, "--at", self.now[0].isoformat(), *extra)
+
+
+def status(broker: Broker) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(broker.retained(STATE)[STATE])
+    return body
+
+
+def test_a_switch_turned_off_stays_off_when_the_broker_loses_the_flag(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """G1: the broker restarts without its retained messages after the user turned the switch off:
+    the run puts "off" back and stays off; with restore_when_off it never posts over the user's tariff."""
+    from test_restore import users_own_tariff
+
+    tessie.live_tariff = users_own_tariff()
+    sim = Clocked(kraken, tessie, cli, make_config(mqtt=mqtt_section(broker.port, restore_when_off="true")))
+    assert sim.run(0).code == 0
+    assert broker.retained(ENABLE)[ENABLE] == "on"  # never seen a flag: the switch starts on
+    broker.publish_retained(ENABLE, "off")
+    assert sim.run(5).code == 0 and len(tessie.posted) == 2  # ours, then the user's put back
+    broker.publish_many([(ENABLE, ""), (STATE, "")])  # the broker lost its retained messages
+    kraken.clear_log()
+    for minute in (6, 7, 12):
+        result = sim.run(minute)
+        assert result.code == 0
+        assert broker.retained(ENABLE)[ENABLE] == "off", minute
+    assert len(tessie.posted) == 2 and kraken.requests == []  # nothing posted over the user's tariff
+    assert "the broker lost the flag; off, as last seen" in result.log
+    assert status(broker)["result"] == "disabled: your own tariff is back"
+    broker.publish_retained(ENABLE, "on")  # the user turns it on: back to work
+    assert sim.run(13).code == 0 and len(tessie.posted) == 3
+
+
+def test_a_mismatched_read_back_says_so_and_quiet_minutes_keep_one_result(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """G3 and G8: Result changes only when something happens; a read-back that found another tariff
+    live says "mismatch: reposting", not "verified"."""
+    from test_restore import users_own_tariff
+
+    sim = Clocked(kraken, tessie, cli, make_config(mqtt=mqtt_section(broker.port)))
+    seen = []
+    for minute in range(0, 30):
+        assert sim.run(minute).code == 0
+        seen.append(status(broker)["result"])
+    changes = [b for a, b in itertools.pairwise(seen) if a != b]
+    assert seen[0] == "posted" and changes == ["up to date"]  # 30 minutes: polls, a read-back, quiet minutes
+    tessie.live_tariff = users_own_tariff()  # someone changed the tariff in the Tesla app
+    results = []
+    for minute in range(30, 100):
+        assert sim.run(minute).code == 0
+        results.append(status(broker)["result"])
+    assert "mismatch: reposting" in results and "verified" not in results
+    assert results[-1] == "up to date"  # reposted, and the next read-back matched
+
+
+def test_an_outage_keeps_result_on_the_error_and_since_on_the_first_failure(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """G4: between polls and while backing off, Result stays on the error; failing_since stays on the
+    streak's first failure even when the error text changes. G9: a long error's detail is capped."""
+    sim = Clocked(kraken, tessie, cli, make_config(mqtt=mqtt_section(broker.port)))
+    assert sim.run(0).code == 0
+    start = sim.now[0].timestamp()
+    kraken.outages = [Outage(start + 180, start + 900, 503)]
+    results, since = [], set()
+    for minute in range(3, 15):
+        if minute == 9:
+            kraken.outages = []
+            kraken.inject("*", "KT-CT-9999", times=99, message="Something went wrong. " * 1000)
+        sim.run(minute)
+        body = status(broker)
+        results.append(body["result"])
+        since.add(body["failing_since"])
+        assert len(body["detail"]) <= 2000
+    assert all(r.startswith("error: Octopus") for r in results), results
+    assert since == {"2026-11-24T12:03:00+00:00"}
+    assert any("KT-CT-9999" in r for r in results) and any("503" in r for r in results)
+
+
+def test_while_paused_the_switch_shows_off_and_turning_it_on_resumes(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """G6: after --restore the Result says the user's tariff is back, the hash is unknown rather than
+    empty, the switch shows off; turning it on resumes. After --resume the switch is on again."""
+    from test_restore import users_own_tariff
+
+    tessie.live_tariff = users_own_tariff()
+    config = make_config(mqtt=mqtt_section(broker.port, own_topics=True, discovery="true"))
+    settings = mqtt_config(config)
+    sim = Clocked(kraken, tessie, cli, config)
+    assert sim.run(0).code == 0
+    assert sim.run(5, "--restore").code == 0
+    assert sim.run(6).code == 0
+    got = broker.retained("#")
+    body = json.loads(got[settings.state_topic])
+    assert body["result"] == "paused: your own tariff is back" and body["hash"] == ""
+    hash_sensor = json.loads(got[f"homeassistant/sensor/{settings.node_id}/hash/config"])
+    assert "else None" in hash_sensor["value_template"]  # Home Assistant shows unknown for ""
+    assert got[settings.enable_topic] == "off"
+    assert sim.run(7).code == 0 and len(tessie.posted) == 2  # still paused
+    broker.publish_retained(settings.enable_topic, "on")  # the user turns the switch on
+    result = sim.run(10)
+    assert result.code == 0 and "Resumed: the Enabled switch was turned on over MQTT" in result.log
+    assert (
+        len(tessie.posted) == 3
+        and json.loads(broker.retained(settings.state_topic)[settings.state_topic])["result"] == "posted"
+    )
+    # --restore again, then --resume from the command line: the "off" shown was ours, so it goes back on.
+    assert sim.run(15, "--restore").code == 0
+    assert sim.run(16).code == 0 and broker.retained(settings.enable_topic)[settings.enable_topic] == "off"
+    assert sim.run(17, "--resume").code == 0
+    assert sim.run(20).code == 0
+    assert broker.retained(settings.enable_topic)[settings.enable_topic] == "on"
+    assert len(tessie.posted) == 5  # the user's tariff, then ours again

@@ -94,3 +94,22 @@ def test_each_config_has_its_own_identity(tmp_path: Path) -> None:
     assert a.device_name == "IO Powerwall Scheduler (site …1636)"
     assert "2252357221831636" not in a.node_id + a.enable_topic  # the topics reveal nothing of the site
     assert mqtt(tmp_path, node_id="garage").node_id == "garage"
+
+
+def test_the_flag_read_with_what_this_config_saw_before() -> None:
+    from iops.core.mqtt_payloads import read_flag
+
+    def view(retained: str | None, last: str, ours: bool = False, paused: bool = False) -> tuple[bool, str | None]:
+        v = read_flag(retained, last_seen=last, ours_off=ours, paused=paused, default_when_no_flag=True)
+        return v.enabled, v.publish
+
+    assert view(None, "") == (True, "on")  # never seen: the switch starts on
+    assert view(None, "off") == (False, "off")  # lost after an off: put back, stay off
+    assert view(None, "on") == (True, None)  # lost after an on: carry on, publish nothing
+    assert view("off", "on") == (False, None) and view("on", "off") == (True, None)
+    assert view("on", "on", paused=True) == (False, "off")  # paused: the switch shows off
+    assert view("off", "off", paused=True) == (False, None)  # the user's own off is left alone
+    assert view("on", "off", ours=True, paused=True) == (True, None)  # turned on while paused: resume
+    assert view("off", "off", ours=True) == (True, "on")  # after --resume, our off goes back on
+    assert not read_flag("off", last_seen="", ours_off=False, paused=True, default_when_no_flag=True).ours_off
+    assert read_flag(None, last_seen="", ours_off=False, paused=False, default_when_no_flag=False).publish is None

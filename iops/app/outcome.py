@@ -10,10 +10,9 @@ if TYPE_CHECKING:
 
 Result = Literal[
     "posted",
-    "unchanged",
-    "verified",
+    "up to date",
+    "mismatch: reposting",
     "waiting",
-    "between polls",
     "backing off",
     "dry run",
     "disabled",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -13,6 +14,9 @@ from iops.app.outcome import Outcome
 from iops.core.call_policy import TeslaCalls
 from iops.core.memory import PAST
 from iops.core.settings import Config
+
+log = logging.getLogger(__name__)
+QUIET = frozenset({"up to date", "waiting", "backing off"})  # runs that learnt nothing new
 
 if TYPE_CHECKING:
     from iops.app.logs import RedactSecrets
@@ -36,6 +40,10 @@ class MqttMemory:
     # The off-peak blocks the Powerwall works to, so that a failed run still reports them.
     blocks: tuple[tuple[datetime, datetime, str], ...] = ()
     restored_when_off: bool = False  # switched off, the user's own tariff went back (once)
+    own_back: bool = False  # and it was a tariff of the user's (not "nothing kept to put back")
+    last_flag: str = ""  # the flag this config last saw ("on"/"off"; "" never): a lost retained flag is put back
+    ours_off: bool = False  # the switch shows an "off" we published while --restore paused the config
+    switch: str | None = None  # what this run puts on the enable topic (not kept: cleared once sent)
     legacy_discovery: str = ""  # a 1.0 config's shared discovery digest: its entities are removed once
 
 
@@ -70,6 +78,8 @@ def publish_status(
     tesla, failing, settled = state.get(TeslaCalls), state.get(Failure), state.get(SettleMemory)
     battery = state.get(BatteryMemory)
     text = f"{outcome.result}: {outcome.detail}" if outcome.detail else outcome.result
+    if failing.runs and outcome.result in QUIET:  # a streak under way: Result stays on its error
+        text = f"error: {failing.reason}"
     bill = (
         BillFacts(settled.final_day, settled.agreement, settled.phantom, settled.phantom_gbp)
         if settled.final_day
@@ -100,10 +110,36 @@ def publish_status(
         status_retained=flag.status_retained if flag else None,
     )
     messages = list(discovery.publish)
-    if flag is not None and not flag.flag_retained and config.mqtt.default_when_no_flag:
-        messages.append((config.mqtt.enable_topic, "on"))  # the switch shows on, not unknown
+    if memory.switch is not None:  # the switch's first state, a lost flag put back, or off while paused
+        messages.append((config.mqtt.enable_topic, memory.switch))
     messages.append((config.mqtt.state_topic, json.dumps(status_payload(facts), sort_keys=True)))
     if publish(config.mqtt, messages):
         kept = discovery.sent
-        memory = replace(memory, discovery=DiscoverySent(*kept) if kept is not None else None, legacy_discovery="")
+        memory = replace(
+            memory, discovery=DiscoverySent(*kept) if kept is not None else None, legacy_discovery="", switch=None
+        )
     return state.put(memory)
+
+
+def interpret_flag(
+    state: State, reading: FlagReading, *, paused: bool, default_when_no_flag: bool
+) -> tuple[bool, State]:
+    """Whether the run goes on, given the flag read and what this config saw of it before; what to
+    publish on the enable topic is kept for ``publish_status``."""
+    from iops.core.mqtt_payloads import read_flag
+
+    if not reading.reachable:  # nothing learnt about the flag: [mqtt] run_when_unreachable decides
+        return (reading.enabled and not paused), state
+    memory = state.get(MqttMemory)
+    retained = ("on" if reading.enabled else "off") if reading.flag_retained else None
+    view = read_flag(
+        retained,
+        last_seen=memory.last_flag,
+        ours_off=memory.ours_off,
+        paused=paused,
+        default_when_no_flag=default_when_no_flag,
+    )
+    if view.reason not in ("paused", "no flag") and not view.reason.startswith("flag "):
+        log.info("MQTT: %s", view.reason)
+    memory = replace(memory, last_flag=view.last_seen, ours_off=view.ours_off, switch=view.publish)
+    return view.enabled, state.put(memory)

@@ -129,17 +129,17 @@ def finish_pending_put_back(job: Job, pause: Pause) -> bool:
     return True
 
 
-def restore_when_off(job: Job) -> bool:
-    """[mqtt] restore_when_off, switched off: put the user's own tariff back. True once it is back (or
-    there is nothing to put back, which is said once); False while Tesla asks us to wait."""
+def restore_when_off(job: Job) -> bool | None:
+    """[mqtt] restore_when_off, switched off: put the user's own tariff back. True once it is back,
+    False when there is nothing to put back (said once), None while Tesla asks us to wait."""
     try:
         name = put_back(job)
     except ConfigError as err:  # nothing kept to restore: say so once, not every minute
         log.warning("Switched off over MQTT; %s", "; ".join(err.problems))
-        return True
+        return False
     except MustWait as wait:
         log.debug("Switched off over MQTT; the user's own tariff waits: %s", wait)
-        return False
+        return None
     log.info("Switched off over MQTT: put back %s (restore_when_off)", name)
     return True
 

@@ -46,6 +46,7 @@ from iops.core.settings import Config
 
 if TYPE_CHECKING:
     from iops.app.gather import Built
+    from iops.app.store import Pause
     from iops.core.bill_check import ToldVersion
     from iops.core.call_policy import TeslaPlan
     from iops.services.mqtt import FlagReading
@@ -106,18 +107,28 @@ def _outcome(job: Job, opts: Options, previous_run: float | None, flag: list[Fla
         failure = job.state.get(Failure)
         if failure.credentials and failure.credentials != credentials_of(config):
             opts = replace(opts, poll_now=True)  # the user changed what was refused: try it at once
-        if opts.live and _paused(job, opts):
-            return Outcome(result="paused"), EXIT_OK
+        pause = _paused(job, opts) if opts.live else None
         if config.mqtt.enabled and not opts.force:
+            from iops.app.publish import interpret_flag
             from iops.services.mqtt import read_enable_flag
 
             flag.append(read_enable_flag(config.mqtt))
-            if not flag[0].enabled:
+            enabled, job.state = interpret_flag(
+                job.state, flag[0], paused=pause is not None, default_when_no_flag=config.mqtt.default_when_no_flag
+            )
+            if pause is not None and enabled:  # the Enabled switch, shown off while paused, turned on
+                job.records.store().clear_pause()
+                log.info("Resumed: the Enabled switch was turned on over MQTT")
+                pause = None
+            if pause is not None:
+                return _paused_outcome(pause), EXIT_OK
+            if not enabled:
                 log.debug("Disabled by MQTT (%s)", flag[0].reason)
-                if opts.live:
-                    _switched_off(job)
-                return Outcome(result="disabled"), EXIT_OK
+                own_back = _switched_off(job) if opts.live else False
+                return Outcome(result="disabled", detail="your own tariff is back" if own_back else ""), EXIT_OK
             _switched_on(job)
+        elif pause is not None:
+            return _paused_outcome(pause), EXIT_OK
         outcome = _cron(job, opts)
     except CredentialsRejected as err:
         job.state = job.state.put(
@@ -224,9 +235,11 @@ def _cron(job: Job, opts: Options) -> Outcome:
         log.info("Posted tariff %s (%s)%s", tesla_plan.digest[:12], tesla_plan.reason, f": {where}" if where else "")
         answered = frozenset({"Tesla", *(["Octopus"] if built else [])})
         return Outcome(result="posted", posted=True, digest=tesla_plan.digest, plan=plan, answered=answered)
-    result: Result = {"verify": "verified", "wait": "waiting", "nothing": "unchanged" if built else "between polls"}[
-        tesla_plan.action
-    ]
+    # Quiet minutes, polled or not, and a read-back that matched all say "up to date": Result changes
+    # only when something happens (each change is a logbook entry in Home Assistant).
+    result: Result = "waiting" if tesla_plan.action == "wait" else "up to date"
+    if tesla_plan.action == "verify" and tesla_calls.repost_at:
+        result = "mismatch: reposting"
     if octopus_plan.action == "wait" and tesla_plan.action == "nothing":
         result = "backing off"
     log.debug("Tariff %s: %s (%s)", digest[:12], result, tesla_plan.reason)
@@ -255,9 +268,14 @@ def _record_history(job: Job, built: Built | None, posted: TeslaPlan | None) -> 
         store.record_told(version)
 
 
-def _paused(job: Job, opts: Options) -> bool:
-    """Whether --restore paused this config. The pause lives in the durable records, which a quiet
-    minute does not open: it is read only when the run has something to do."""
+def _paused_outcome(pause: Pause) -> Outcome:
+    detail = "your own tariff waits to go back" if pause.put_back else "your own tariff is back"
+    return Outcome(result="paused", detail=detail)
+
+
+def _paused(job: Job, opts: Options) -> Pause | None:
+    """The pause --restore set on this config, if any. The pause lives in the durable records, which
+    a quiet minute does not open: it is read only when the run has something to do."""
     config, now = job.config, job.now
     tesla_calls = for_site(job.state.get(TeslaCalls), config.tesla.site_id)
     busy = (
@@ -268,28 +286,33 @@ def _paused(job: Job, opts: Options) -> bool:
         or plan_tesla(tesla_calls, None, now, config.tesla.verify_hours, force=opts.force).action in ("post", "verify")
     )
     if not busy:
-        return False
+        return None
     pause = job.records.store().pause()
     if pause is None:
-        return False
+        return None
     log.debug("Paused since --restore; run with --resume to carry on")
     if pause.put_back:
         from iops.app.restore import finish_pending_put_back
 
-        finish_pending_put_back(job, pause)
-    return True
+        if finish_pending_put_back(job, pause):
+            pause = replace(pause, put_back=False)
+    return pause
 
 
-def _switched_off(job: Job) -> None:
-    """[mqtt] restore_when_off: switched off, the site gets the user's own tariff back, once."""
+def _switched_off(job: Job) -> bool:
+    """[mqtt] restore_when_off: switched off, the site gets the user's own tariff back, once. True
+    while it is back."""
     from iops.app.publish import MqttMemory
 
     memory = job.state.get(MqttMemory)
     if job.config.mqtt.restore_when_off and not memory.restored_when_off:
         from iops.app.restore import restore_when_off
 
-        if restore_when_off(job):
-            job.state = job.state.put(replace(job.state.get(MqttMemory), restored_when_off=True))
+        back = restore_when_off(job)
+        if back is not None:
+            memory = replace(job.state.get(MqttMemory), restored_when_off=True, own_back=back)
+            job.state = job.state.put(memory)
+    return memory.restored_when_off and memory.own_back
 
 
 def _switched_on(job: Job) -> None:
@@ -297,7 +320,7 @@ def _switched_on(job: Job) -> None:
 
     memory = job.state.get(MqttMemory)
     if memory.restored_when_off:
-        job.state = job.state.put(replace(memory, restored_when_off=False))
+        job.state = job.state.put(replace(memory, restored_when_off=False, own_back=False))
 
 
 def _refused_credentials_still_in_config(job: Job) -> Outcome | None:

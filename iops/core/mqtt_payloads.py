@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from iops.core.tariff import WeekPlan
 
 RESULT_LIMIT = 255  # Home Assistant drops a sensor state longer than this
+DETAIL_LIMIT = 2000  # Home Assistant's recorder drops attributes that are too large (a 20,000-character error did)
 DISCOVERY_EVERY = timedelta(days=1)  # re-sent so that a broker that lost its retained messages recovers
 # Before 1.1 every config shared one identity; its entities are removed once a config has its own.
 LEGACY_NODE = "io_powerwall_scheduler"
@@ -111,14 +112,18 @@ def _iso(timestamp: Any) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat() if valid else None
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def status_payload(facts: StatusFacts) -> dict[str, Any]:
     result = facts.result
-    short = result if len(result) <= RESULT_LIMIT else result[: RESULT_LIMIT - 1] + "…"
+    short = _cut(result, RESULT_LIMIT)
     upcoming = [b for b in facts.blocks if datetime.fromisoformat(b[1]) > facts.now]
     return {
         "last_run": facts.now.isoformat(),
         "result": short,
-        "detail": result,
+        "detail": _cut(result, DETAIL_LIMIT),
         "posted": facts.posted,
         "hash": facts.last_hash,
         "last_post": _iso(facts.last_post),
@@ -174,7 +179,6 @@ def discovery_messages(config: MqttConfig) -> list[tuple[str, dict[str, Any]]]:
                 "state_off": "off",
                 "retain": True,
                 "optimistic": False,
-                "entity_category": "config",
                 "device": device,
             },
         )
@@ -226,7 +230,8 @@ def discovery_messages(config: MqttConfig) -> list[tuple[str, dict[str, Any]]]:
                 "'last_post': value_json.last_post} | tojson }}"
             ),
         },
-        "hash": {"name": "Tariff hash", "value_template": "{{ value_json.hash[:12] }}"},
+        # No tariff of ours is live (after a restore): unknown, not an empty string.
+        "hash": {"name": "Tariff hash", "value_template": "{{ value_json.hash[:12] if value_json.hash else None }}"},
         "next_off_peak": {
             "name": "Next off-peak",
             # "None" is Home Assistant's word for no value: the sensor shows unknown.
@@ -236,7 +241,7 @@ def discovery_messages(config: MqttConfig) -> list[tuple[str, dict[str, Any]]]:
             "json_attributes_template": "{{ {'blocks': value_json.next_off_peak_blocks} | tojson }}",
         },
     }
-    diagnostic = {"last_run", "result", "hash"}
+    diagnostic = {"last_run", "hash"}  # the switch and Result stay on the Overview
     for key, fields in sensors.items():
         payload = {
             **fields,
@@ -332,3 +337,43 @@ def plan_discovery(
     )
     publish = [(topic, json.dumps(payload, sort_keys=True)) for topic, payload in wanted] if due else []
     return DiscoveryPlan(publish=publish + removals, digest=digest, at=now.timestamp() if due else last, topics=topics)
+
+
+# ---- the Enabled switch ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlagView:
+    """What the retained flag means this run, given what this config saw of it before."""
+
+    enabled: bool
+    reason: str
+    last_seen: str  # "on", "off" or "" (never seen): remembered for the next run
+    publish: str | None = None  # what to put (back) on the enable topic
+    ours_off: bool = False  # an "off" we published for a pause is still out there
+
+
+def read_flag(
+    retained: str | None, *, last_seen: str, ours_off: bool, paused: bool, default_when_no_flag: bool
+) -> FlagView:
+    """``retained``: the flag on the broker ("on"/"off"), None when the broker holds none.
+
+    A broker that loses its retained messages must not turn a switch the user turned off back on:
+    a vanished flag keeps the last one seen, and "on" is published only for a config that has never
+    seen a flag. While ``--restore`` pauses the config the switch shows off; turning it on resumes.
+    After a pause ended by --resume, the "off" we published is ours, not the user's: it becomes on.
+    """
+    if paused:
+        if ours_off and retained == "on":
+            return FlagView(True, "switched on over MQTT while paused: resumed", "on")
+        publish = None if retained == "off" else "off"
+        return FlagView(False, "paused", last_seen, publish, ours_off=ours_off or publish is not None)
+    if retained is not None:
+        if ours_off and retained == "off":
+            return FlagView(True, "the pause ended: the switch is on again", "on", "on")
+        return FlagView(retained != "off", f"flag {retained!r}", "off" if retained == "off" else "on")
+    if last_seen == "off":
+        return FlagView(False, "the broker lost the flag; off, as last seen", "off", "off")
+    if last_seen == "on":
+        return FlagView(True, "the broker lost the flag; on, as last seen", "on")
+    return FlagView(default_when_no_flag, "no flag", "", "on" if default_when_no_flag else None)
