@@ -730,10 +730,14 @@ class Watcher:
         self.got: list[dict[str, Any]] = []
         self.subscribed = threading.Event()
         self.client = broker.client()
-        self.client.on_message = lambda c, u, m: m.payload and self.got.append(json.loads(m.payload))
+        self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.subscribe(topic, qos=1)
         assert self.subscribed.wait(5)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if message.payload:  # an empty payload clears the topic: not a status
+            self.got.append(json.loads(message.payload))
 
     def after(self, count: int) -> dict[str, Any]:
         """The status of the run that made ``count`` statuses (waits for it to arrive)."""
