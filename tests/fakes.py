@@ -474,8 +474,9 @@ class KrakenData:
     # Further import agreements, e.g. a pending switch: _agreement(valid_from, valid_to, product, tariff).
     later_imports: list[dict[str, Any]] = field(default_factory=list)
     export_tariff: tuple[str, str] = ("OUTGOING-VAR-24-10-26", "E-1R-OUTGOING-VAR-24-10-26-A")
-    # tariff code -> kind ("standard"/"day"/"night") -> pence values inc VAT
-    unit_rates: dict[str, dict[str, list[float]]] = field(
+    # tariff code -> band ("standard"/"day"/"night") -> pence inc VAT: a number (valid all along) or a
+    # (value, valid_from, valid_to or None) row
+    unit_rates: dict[str, dict[str, list[Any]]] = field(
         default_factory=lambda: {
             "E-1R-INTELLI-VAR-24-10-29-A": {"standard": [28.95858, 7.0003]},
             "E-1R-OUTGOING-VAR-24-10-26-A": {"standard": [15.0]},
@@ -813,15 +814,28 @@ class FakeKraken(FakeService):
             self.send(request, 404, {"detail": "Not found."})
             return
         start = (query.get("period_from") or ["2026-01-01T00:00:00Z"])[0]
-        results = [
-            {
+        end = query["period_to"][0] if query.get("period_to") else None
+
+        def row(v: float, valid_from: str, valid_to: str | None) -> dict[str, Any]:
+            return {
                 "value_exc_vat": round(v / 1.05, 4),
                 "value_inc_vat": v,
-                "valid_from": start,
-                "valid_to": None,
+                "valid_from": valid_from,
+                "valid_to": valid_to,
                 "payment_method": None,
             }
-            for v in values
+
+        def when(text: str) -> datetime:
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+        # A number is a rate valid all along; a (value, from, to) row is served, newest first as the
+        # real API does, only where it overlaps the period asked for.
+        results = [row(v, start, None) for v in values if not isinstance(v, tuple)]
+        spans = sorted((v for v in values if isinstance(v, tuple)), key=lambda r: r[1], reverse=True)
+        results += [
+            row(v, a, b)
+            for v, a, b in spans
+            if (b is None or when(b) > when(start)) and (end is None or when(a) < when(end))
         ]
         self.send(request, 200, {"count": len(results), "next": None, "previous": None, "results": results})
 

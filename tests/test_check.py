@@ -27,7 +27,8 @@ def test_everything_fine(
     assert lines(result, "✗") == [] and lines(result, "⚠") == []
     assert f"✓ EV {DEVICE_ID}: SMART_CONTROL_CAPABLE" in result.stdout
     assert (
-        "✓ Import tariff E-1R-INTELLI-VAR-24-10-29-A (meter 1000000000000): dispatch_trust = planned" in result.stdout
+        "✓ Import tariff E-1R-INTELLI-VAR-24-10-29-A (meter 1000000000000): Intelligent Octopus Go (original), "
+        "dispatch_trust = planned" in result.stdout
     )
     assert "✓ Tesla token works; energy site 2252357221831636 (Home Powerwall) found" in result.stdout
     assert "✓ Powerwall is in Time-Based Control" in result.stdout
@@ -156,3 +157,26 @@ def test_a_site_without_a_battery_is_an_error_naming_the_fix(
     result = check(cli, make_config())
     assert result.code == 2
     assert any("no battery on this energy site" in line and "get_site_id.py" in line for line in lines(result, "✗"))
+
+
+def test_an_unknown_tariff_code_says_which_rules_were_applied_and_why(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.data.import_tariff = ("IOG-NEW-26-11-01", "E-1R-IOG-NEW-26-11-01-H")
+    config = make_config()
+    result = check(cli, config)
+    assert (
+        "⚠ Import tariff E-1R-IOG-NEW-26-11-01-H (meter 1000000000000): dispatch_trust = planned, car allowance "
+        "no limit because E-1R-IOG-NEW-26-11-01-H is not a code this version knows and does not name IOG-SMB: the "
+        "original Intelligent Octopus Go rules are assumed" in result.stdout
+    ), result.stdout
+    assert "set [tariff] dispatch_trust and car_allowance_half_hours" in result.stdout
+    first = cli(config, "--at", AT)
+    second = cli(config, "--at", "2026-11-24T12:03:00+00:00")  # the next poll
+    assert first.code == second.code == 0
+    said = "is not a code this version knows and does not name IOG-SMB"
+    assert second.log.count(said) == 1  # in the log once, not every poll
+    kraken.data.import_tariff = ("IOG-SMB-ZZZ-26-11-01", "E-1R-IOG-SMB-ZZZ-26-11-01-H")
+    named = check(cli, config)
+    assert "dispatch_trust = started, car allowance 12 half-hours a day because" in named.stdout
+    assert "is not a code this version knows, but it names IOG-SMB" in named.stdout

@@ -341,3 +341,25 @@ def test_started_trust_never_makes_an_unconfirmed_half_hour_cheap(
         assert not in_core(cheap.start)
     for _, half_hour in decision.reasons:
         assert 11 <= half_hour < 47, half_hour  # reasons are never given inside 23:30-05:30
+
+
+def test_tariff_families_of_2026() -> None:
+    from iops.core.dispatch_rules import tariff_family
+
+    def capped(code: str) -> tuple[bool, bool]:
+        family = tariff_family(code)
+        assert family is not None
+        return family.capped, family.known
+
+    assert capped("E-1R-IOG-SMB-VAR-24-10-29-H") == (True, True)
+    assert capped("E-1R-IOG-SMB-TOU-25-12-12-A") == (True, True)
+    assert capped("E-1R-IOG-SMB-FIX-6M-26-03-05-C") == (True, True)
+    assert capped("E-1R-IOG-SMB-FIX-12M-26-09-18-N") == (True, True)
+    assert capped("E-1R-INTELLI-FIX-OEV-26-08-22-H") == (True, True)
+    assert capped("E-1R-INTELLI-VAR-24-10-29-A") == (False, True)
+    assert capped("E-1R-INTELLI-BB-VAR-23-03-01-A") == (False, True)
+    assert capped("E-1R-INTELLI-FIX-12M-24-01-01-A") == (False, True)
+    assert capped("E-1R-IOG-KDP-VAR-25-04-10-B") == (False, True)
+    assert capped("E-1R-IOG-SMB-NEW-27-01-01-A") == (True, False)
+    assert capped("E-1R-AGILE-24-10-01-A") == (False, False)
+    assert tariff_family(None) is None

@@ -227,6 +227,91 @@ def test_auto_rates_for_day_night_only_products(
     assert grid_at(tessie, 1, "12:00")[1] == 0.315 and grid_at(tessie, 1, "02:00")[1] == 0.065
 
 
+YESTERDAY, TODAY, NOON = "2026-11-23T00:00:00Z", "2026-11-24T00:00:00Z", "2026-11-24T12:00:00Z"
+WEEK_AGO = "2026-11-17T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("product", "tariff"),
+    [
+        ("IOG-SMB-VAR-24-10-29", "E-1R-IOG-SMB-VAR-24-10-29-H"),
+        ("IOG-SMB-FIX-12M-26-02-11", "E-1R-IOG-SMB-FIX-12M-26-02-11-H"),
+        ("IOG-SMB-FIX-6M-26-03-05", "E-1R-IOG-SMB-FIX-6M-26-03-05-H"),
+        ("INTELLI-FIX-OEV-26-08-22", "E-1R-INTELLI-FIX-OEV-26-08-22-H"),
+    ],
+)
+def test_the_2026_codes_take_each_bands_rate_valid_now_from_its_own_feed(
+    kraken: FakeKraken,
+    tessie: FakeTessie,
+    make_config: Callable[..., Path],
+    cli: Callable[..., Result],
+    product: str,
+    tariff: str,
+) -> None:
+    """The day rate fell at noon: the rate valid now (13:00), not the day's highest; the window stays
+    23:30-05:30 whatever the feeds say; and the 2026 Charge Cap rules apply."""
+    kraken.data.import_tariff = (product, tariff)
+    kraken.data.unit_rates[tariff] = {
+        "day": [(31.0, YESTERDAY, NOON), (29.0, NOON, None)],
+        "night": [(6.5, WEEK_AGO, None)],
+    }
+    result = cli(make_config(tariff=AUTO_RATES), "--at", at(60), "--show")
+    assert result.code == 0, result.stderr
+    assert "Rates in use: import peak £0.2900, off-peak £0.0650" in result.stdout
+    assert "dispatch_trust = started, car allowance 12 half-hours a day" in result.stdout
+    assert cli(make_config(tariff=AUTO_RATES), "--at", at(60)).code == 0
+    assert [grid_at(tessie, 1, hhmm)[0] for hhmm in ("23:00", "23:30", "05:00", "05:30", "07:00")] == [
+        "ON_PEAK",
+        "OFF_PEAK",
+        "OFF_PEAK",
+        "ON_PEAK",
+        "ON_PEAK",
+    ]
+
+
+def test_a_lagging_day_feed_keeps_its_own_last_rate_never_the_nights(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """Octopus published today's night rate but not yet today's day rate (the feeds can lag each
+    other): the day keeps its own last rate, and daytime is never priced at the night rate."""
+    code = "E-1R-IOG-SMB-VAR-24-10-29-H"
+    kraken.data.import_tariff = ("IOG-SMB-VAR-24-10-29", code)
+    kraken.data.unit_rates[code] = {
+        "day": [(30.0, WEEK_AGO, TODAY)],
+        "night": [(6.5, WEEK_AGO, TODAY), (6.9, TODAY, None)],
+    }
+    result = cli(make_config(tariff=AUTO_RATES), "--at", AT)
+    assert result.code == 0, result.log
+    assert grid_at(tessie, 1, "12:00")[:2] == ("ON_PEAK", 0.3)
+    assert grid_at(tessie, 1, "02:00")[:2] == ("OFF_PEAK", 0.069)
+    assert "has not published today's day rate for E-1R-IOG-SMB-VAR-24-10-29-H yet: using its last one" in result.log
+
+
+def test_the_window_is_23_30_to_05_30_local_in_summer_too(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """Peers read the day/night feeds as Economy 7 and put off-peak at 01:30-08:30 BST: not here."""
+    code = "E-1R-IOG-SMB-VAR-24-10-29-H"
+    kraken.data.import_tariff = ("IOG-SMB-VAR-24-10-29", code)
+    kraken.data.unit_rates[code] = {
+        "day": [(30.0, "2026-07-01T00:00:00Z", None)],
+        "night": [(7.0, "2026-07-01T00:00:00Z", None)],
+    }
+    assert cli(make_config(tariff=AUTO_RATES), "--at", "2026-07-15T12:00:00+01:00").code == 0
+    grid = price_grid(tessie.posted[-1]["tou_settings"]["tariff_content_v2"])
+    assert grid is not None
+    wednesday = 2 * 48
+    local = {f"{h // 2:02d}:{h % 2 * 30:02d}": grid[wednesday + h][0] for h in range(48)}
+    assert [local[t] for t in ("23:00", "23:30", "01:30", "05:00", "05:30", "08:00")] == [
+        "ON_PEAK",
+        "OFF_PEAK",
+        "OFF_PEAK",
+        "OFF_PEAK",
+        "ON_PEAK",
+        "ON_PEAK",
+    ]
+
+
 def test_auto_rates_missing_is_a_config_error(
     kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
 ) -> None:

@@ -19,7 +19,7 @@ from iops.app.args import invocation
 from iops.app.config import load_config
 from iops.app.exits import EXIT_CONFIG, EXIT_OK, EXIT_SERVICE
 from iops.app.protected import Job, run_command
-from iops.core.dispatch_rules import resolve_rules
+from iops.core.dispatch_rules import resolve_rules, tariff_family
 from iops.core.errors import ConfigError, CredentialsRejected, SchedulerError
 from iops.core.settings import Config
 
@@ -144,11 +144,19 @@ def _check_octopus(job: Job, session: requests.Session, say: Callable[[Finding],
             )
         )
     else:
+        family = tariff_family(code)
+        known = family is None or family.known
         say(
             Finding(
-                "ok",
+                "ok" if known else "warn",
                 f"Import tariff {agreement.tariff_code} (meter {agreement.mpan}): "
-                f"dispatch_trust = {rules.trust}, car allowance {allowance}",
+                + (f"{family.name}, " if family is not None and family.known else "")
+                + f"dispatch_trust = {rules.trust}, car allowance {allowance}"
+                + ("" if known or family is None else f" because {family.why}"),
+                ""
+                if known
+                else "if your bill says otherwise, set [tariff] dispatch_trust and car_allowance_half_hours "
+                "(--report suggests a dispatch_trust from your bill)",
             )
         )
 

@@ -152,7 +152,7 @@ def gather(config: Config, kraken: Kraken, polled: Polled, now: datetime) -> Fac
 
 def _billing_rules(config: Config, kraken: Kraken, polled: Polled, now: datetime) -> BillingRules:
     """The dispatch trust and car allowance in force; automatic ones follow the import tariff code."""
-    from iops.core.dispatch_rules import resolve_rules
+    from iops.core.dispatch_rules import resolve_rules, tariff_family
 
     tariff = config.tariff
     code = None
@@ -167,7 +167,21 @@ def _billing_rules(config: Config, kraken: Kraken, polled: Polled, now: datetime
                 "Intelligent Octopus Go does (dispatch_trust = planned, no car allowance)"
             )
         code = agreement.tariff_code if agreement else None
-        polled.state = polled.state.put(replace(notes, no_agreement=agreement is None))
+        notes = replace(notes, no_agreement=agreement is None)
+        rules = resolve_rules(tariff.dispatch_trust, tariff.car_allowance_half_hours, code)
+        family = tariff_family(code)
+        if family is not None and not family.known and notes.unknown_tariff != code:
+            allowance = f"{rules.allowance} half-hours a day" if rules.allowance is not None else "no limit"
+            log.warning(
+                "%s; applying dispatch_trust = %s, car allowance %s. If your bill says otherwise, set [tariff] "
+                "dispatch_trust and car_allowance_half_hours (--report suggests a dispatch_trust from your bill)",
+                family.why,
+                rules.trust,
+                allowance,
+            )
+        unknown = code if code is not None and family is not None and not family.known else ""
+        polled.state = polled.state.put(replace(notes, unknown_tariff=unknown))
+        return rules
     return resolve_rules(tariff.dispatch_trust, tariff.car_allowance_half_hours, code)
 
 

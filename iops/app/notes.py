@@ -11,3 +11,4 @@ class Notes:
 
     no_agreement: bool = False  # Octopus knows no import agreement: smart slots follow the plan
     config_mode: int | None = None  # the config's mode when it was found readable by others
+    unknown_tariff: str = ""  # an import tariff code this version does not know, once said

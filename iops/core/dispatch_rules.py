@@ -1,7 +1,7 @@
 """Which smart-charge half-hours Octopus bills off-peak for the whole house. Pure: no I/O.
 
 Original Intelligent Octopus Go bills every planned smart half-hour at home off-peak. The tariffs
-sold since 2025 (codes containing ``IOG-SMB``) bill a half-hour outside the fixed window off-peak
+sold since 2025 (codes containing ``IOG-SMB``, and INTELLI-FIX-OEV) bill a half-hour outside the fixed window off-peak
 only if the car really charges in it, and only within the car's allowance: 12 half-hours per
 device per allowance day, which runs 12:00 to 12:00 local time. Octopus counts the car's charging
 time wherever it falls, so half-hours in the fixed window use up allowance too, though the house
@@ -10,6 +10,7 @@ keeps its off-peak rate there whatever happens.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -91,8 +92,50 @@ class DispatchDecision:
     )  # UTC half-hour start -> reason, outside the core window
 
 
+@dataclass(frozen=True)
+class TariffFamily:
+    """What the tool knows of an import tariff code: which billing rules it follows, and why."""
+
+    name: str
+    capped: bool  # the 2026 Charge Cap rules: started trust, the car allowance
+    known: bool  # a family this version was written for (else the rules are a guess, said as such)
+    why: str
+
+
+# (pattern in the product part of the code, family name, capped). The 2026 products (customers moved
+# to IOG-SMB-VAR-24-10-29 from July 2026; new sign-ups on IOG-SMB-FIX-6M/12M and INTELLI-FIX-OEV)
+# follow the Charge Cap rules; the older ones bill every planned slot and have no cap.
+KNOWN_FAMILIES = (
+    (re.compile(r"IOG-SMB-(VAR|TOU|FIX-6M|FIX-12M)-"), "Intelligent Octopus Go (2026 Charge Cap)", True),
+    (re.compile(r"INTELLI-FIX-OEV"), "Intelligent Octopus Go fixed (2026 sign-ups, Charge Cap)", True),
+    (re.compile(r"INTELLI-(VAR|BB-VAR|FIX)-|IOG-KDP-VAR-"), "Intelligent Octopus Go (original)", False),
+)
+
+
+def tariff_family(tariff_code: str | None) -> TariffFamily | None:
+    """The family of an import tariff code, or None when no code is known."""
+    if tariff_code is None:
+        return None
+    code = tariff_code.upper()
+    for pattern, name, capped in KNOWN_FAMILIES:
+        if pattern.search(code):
+            return TariffFamily(name, capped, True, f"{tariff_code} is {name}")
+    if CHARGE_CAP_MARK in code:
+        return TariffFamily(
+            "unknown", True, False, f"{tariff_code} is not a code this version knows, but it names {CHARGE_CAP_MARK}"
+        )
+    return TariffFamily(
+        "unknown",
+        False,
+        False,
+        f"{tariff_code} is not a code this version knows and does not name {CHARGE_CAP_MARK}: "
+        "the original Intelligent Octopus Go rules are assumed",
+    )
+
+
 def is_charge_cap_tariff(tariff_code: str | None) -> bool:
-    return tariff_code is not None and CHARGE_CAP_MARK in tariff_code.upper()
+    family = tariff_family(tariff_code)
+    return family is not None and family.capped
 
 
 def resolve_rules(trust: TrustSetting, allowance: int | None, tariff_code: str | None) -> BillingRules:

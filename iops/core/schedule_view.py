@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from iops.core.dispatch_rules import REASON_TEXT, BillingRules, Reason
+from iops.core.dispatch_rules import REASON_TEXT, BillingRules, Reason, tariff_family
 from iops.core.tariff import OFF_PEAK, ON_PEAK, PARTIAL_PEAK, SUPER_OFF_PEAK, Rates, WeekPlan, default_day, label_runs
 
 T = TypeVar("T")
@@ -121,6 +121,9 @@ def describe(plan: WeekPlan, off_peak: tuple[time, time], reasons: Mapping[tuple
 
 
 def describe_rules(rules: BillingRules) -> str:
+    family = tariff_family(rules.tariff_code)
     code = f"tariff {rules.tariff_code}" if rules.tariff_code else "no tariff code known"
+    if family is not None and not family.known:
+        code += f"; {family.why}"
     allowance = f"{rules.allowance} half-hours a day" if rules.allowance is not None else "no limit"
     return f"Smart slots: dispatch_trust = {rules.trust}, car allowance {allowance} ({code})"

@@ -290,6 +290,43 @@ def band_prices(body: Any) -> list[float]:
     return [p / 100 for p in prices if p is not None]
 
 
+def band_rate_now(body: Any, now: datetime) -> tuple[float, bool] | None:
+    """One band's rate valid now (GBP/kWh inc. VAT) from its own REST feed, and whether it is carried
+    forward: a feed that has not published today's row yet (the day feed can lag the night feed)
+    keeps its own newest rate, never the other band's. None when the feed has no rate at all."""
+    if body is None:
+        return None
+    results = body.get("results") if isinstance(body, dict) else None
+    if not isinstance(results, list):
+        raise BadResponse("Octopus", "unit-rate answer has no results list")
+    rows = []
+    for r in results:
+        if not isinstance(r, dict) or r.get("payment_method") not in (None, "DIRECT_DEBIT"):
+            continue
+        price = _number(r.get("value_inc_vat"), MAX_PENCE)
+        start = _rest_time(r.get("valid_from"))
+        if price is None or start is None:
+            raise BadResponse("Octopus", "unit-rate row without a plausible value_inc_vat and valid_from")
+        rows.append((start, _rest_time(r.get("valid_to")), price / 100))
+    started = sorted((row for row in rows if row[0] <= now), key=lambda row: row[0])
+    if not started:
+        return None
+    current = [row for row in started if row[1] is None or now < row[1]]
+    if current:
+        return current[-1][2], False
+    return started[-1][2], True
+
+
+def _rest_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 def _number(value: Any, largest: float) -> float | None:
     """A number from an answer (a JSON number or a decimal string), or None unless finite and in 0..largest."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):

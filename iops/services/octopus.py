@@ -30,6 +30,7 @@ from iops.services.kraken_answers import (
     Reauthenticate,
     agreements_now,
     band_prices,
+    band_rate_now,
     check_graphql,
     import_agreement,
     live_evs,
@@ -67,6 +68,7 @@ TOKEN_MARGIN = timedelta(minutes=5)
 DEVICE_TTL = timedelta(hours=24)
 ACCOUNT_TTL = timedelta(hours=24)
 RATES_TTL = timedelta(hours=24)
+BAND_LOOK_BACK = timedelta(days=7)  # how far back a lagging day/night feed's last rate is looked for
 PAGE_SIZE, MAX_PAGES = 100, 4  # a settlement day is 46-62 half-hours: one page, bounded
 # Kraken codes that, after a fresh token, mean the key may not see this account.
 ACCOUNT_REFUSED_CODES = frozenset({"KT-CT-1111"})
@@ -397,11 +399,25 @@ def fetch_auto_rates(kraken: Kraken, now: datetime) -> AutoRates:
         if len(set(standard)) >= 2:  # time-banded IOG series: cheapest band is the off-peak
             found["import_peak"], found["import_off_peak"] = max(standard), min(standard)
             continue
-        # 2026 IOG-SMB-TOU products publish only day and night rates.
-        day_rates = band_prices(kraken.rest_get(f"{base}/day-unit-rates/", window))
-        night_rates = band_prices(kraken.rest_get(f"{base}/night-unit-rates/", window))
-        if day_rates and night_rates:
-            found["import_peak"], found["import_off_peak"] = max(day_rates), min(night_rates)
+        # The 2026 products (IOG-SMB-*, INTELLI-FIX-OEV) publish day and night rates with no times:
+        # each band's rate valid now comes from its own feed (the window is always 23:30-05:30 local,
+        # never derived from a feed), and a feed that lags keeps its own last rate.
+        recent = {
+            "period_from": (now - BAND_LOOK_BACK).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "period_to": window["period_to"],
+        }
+        for band, key in (("day", "import_peak"), ("night", "import_off_peak")):
+            rate = band_rate_now(kraken.rest_get(f"{base}/{band}-unit-rates/", recent), now)
+            if rate is None:
+                continue
+            found[key] = rate[0]
+            if rate[1]:
+                log.warning(
+                    "Octopus has not published today's %s rate for %s yet: using its last one, £%.4f",
+                    band,
+                    agreement.tariff_code,
+                    rate[0],
+                )
     return AutoRates(**found, source=", ".join(codes))
 
 
