@@ -497,7 +497,23 @@ class FakeKraken(FakeService):
         self.counter = 0
         if not FakeKraken.SCHEMAS:
             FakeKraken.SCHEMAS.update(main=_schema(MAIN_SDL), backend=_schema(BACKEND_SDL))
+        self.schemas = dict(self.SCHEMAS)  # this server's own, which a test may change
+        self.refuse_introspection = False  # as servers that turn introspection off answer
         super().__init__()
+
+    def deprecate(self, type_name: str, field_name: str, reason: str, *, backend: bool = False) -> None:
+        """Mark a field deprecated, as Octopus's schema does before a removal."""
+        host = "backend" if backend else "main"
+        schema = _schema(BACKEND_SDL if backend else MAIN_SDL)
+        schema.type_map[type_name].fields[field_name].deprecation_reason = reason  # type: ignore[attr-defined]
+        self.schemas[host] = schema
+
+    def remove(self, type_name: str, field_name: str, *, backend: bool = False) -> None:
+        """Take a field out of the schema, as Octopus does on its removal date."""
+        host = "backend" if backend else "main"
+        schema = _schema(BACKEND_SDL if backend else MAIN_SDL)
+        del schema.type_map[type_name].fields[field_name]  # type: ignore[attr-defined]
+        self.schemas[host] = schema
 
     @property
     def graphql_url(self) -> str:
@@ -565,7 +581,10 @@ class FakeKraken(FakeService):
             message = fault.message.replace("{auth}", auth) if fault.message else None  # an echoing server
             self.send(request, 200, self._error(fault.kind, where, fields, message))
             return
-        schema = self.SCHEMAS["backend" if backend else "main"]
+        schema = self.schemas["backend" if backend else "main"]
+        if self.refuse_introspection and any(name.startswith("__") for name, _ in fields):
+            self.send(request, 400, {"errors": [{"message": "GraphQL introspection is not allowed"}]})
+            return
         problems = validate(schema, document)
         if problems:
             self.send(request, 400, {"errors": [e.formatted for e in problems], "data": None})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import AT, Result
@@ -180,3 +181,102 @@ def test_an_unknown_tariff_code_says_which_rules_were_applied_and_why(
     named = check(cli, config)
     assert "dispatch_trust = started, car allowance 12 half-hours a day because" in named.stdout
     assert "is not a code this version knows, but it names IOG-SMB" in named.stdout
+
+
+# ---- know before Octopus removes a field (introspection) ------------------------------------------
+
+
+def test_the_schema_check_is_clean_on_todays_schema(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    result = check(cli, make_config())
+    assert "✓ Octopus's schema has all 84 fields the tool uses, none deprecated" in result.stdout, result.stdout
+    asked = [r for r in kraken.requests if r["operations"] and r["operations"][0] == "__type"]
+    assert asked and all(set(r["variables"]) == {f"t{i}" for i in range(8)} for r in asked)
+    assert all("Query" not in r["query"] for r in asked)  # type names travel as variables
+
+
+def test_a_deprecated_field_and_a_removed_one_are_named(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    reason = "Please use plannedDispatches instead. This field will be removed on or after 2027-03-01."
+    kraken.deprecate("Query", "flexPlannedDispatches", reason)
+    result = check(cli, make_config())
+    assert f"⚠ Octopus marks Query.flexPlannedDispatches deprecated: {reason}" in result.stdout, result.stdout
+    assert result.code == 0  # a warning: the runs still work
+    kraken.remove("UpsideDispatchMetaType", "location")
+    kraken.deprecate("JoinedEvent", "eventId", "Use code.", backend=True)
+    result = check(cli, make_config())
+    assert "⚠ Octopus's schema has no UpsideDispatchMetaType.location: the queries that use it will fail" in (
+        result.stdout
+    )
+    assert "⚠ Octopus marks JoinedEvent.eventId deprecated: Use code." in result.stdout
+
+
+def test_a_server_that_refuses_introspection_gets_one_line(
+    kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    kraken.refuse_introspection = True
+    result = check(cli, make_config())
+    schema_lines = [line for line in result.stdout.splitlines() if "schema" in line]
+    assert len(schema_lines) == 1 and schema_lines[0].startswith("⚠ Octopus's schema could not be checked")
+    assert result.code == 0
+
+
+def test_the_schema_check_covers_exactly_what_the_queries_select() -> None:
+    """The trees in kraken_schema against every query document, walked with graphql-core."""
+    from fakes import BACKEND_SDL, MAIN_SDL, _schema
+    from graphql import (
+        FieldNode,
+        FragmentDefinitionNode,
+        FragmentSpreadNode,
+        InlineFragmentNode,
+        OperationDefinitionNode,
+        parse,
+        validate,
+    )
+
+    from iops.services import kraken_queries as q
+    from iops.services.kraken_schema import BACKEND_USED, MAIN_USED
+
+    def tree(selections: Any, fragments: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for s in selections:
+            if isinstance(s, FieldNode):
+                inner = tree(s.selection_set.selections, fragments) if s.selection_set else {}
+                out[s.name.value] = {**out.get(s.name.value, {}), **inner}
+            elif isinstance(s, FragmentSpreadNode):
+                out.update(tree(fragments[s.name.value].selection_set.selections, fragments))
+            elif isinstance(s, InlineFragmentNode) and s.type_condition is not None:
+                out[f"... on {s.type_condition.name.value}"] = tree(s.selection_set.selections, fragments)
+        return out
+
+    def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        return {k: merge(a.get(k, {}), b.get(k, {})) for k in {*a, *b}}
+
+    documents = [
+        q.TOKEN_MUTATION,
+        q.DEVICES_QUERY,
+        q.POWER_UPS_QUERY,
+        q.ACCOUNT_QUERY,
+        q.MEASUREMENTS_QUERY,
+        q.SAVING_SESSIONS_QUERY,
+        q.JOIN_SAVING_SESSION_MUTATION,
+        *q.DISPATCH_QUERIES.values(),
+    ]
+    found: dict[str, dict[str, Any]] = {"main": {}, "backend": {}}
+    schemas = {"main": _schema(MAIN_SDL), "backend": _schema(BACKEND_SDL)}
+    for text in documents:
+        document = parse(text)
+        fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+        host = next(h for h in ("main", "backend") if not validate(schemas[h], document))
+        for d in document.definitions:
+            if isinstance(d, OperationDefinitionNode):
+                root = "Mutation" if d.operation.value == "mutation" else "Query"
+                found[host] = merge(found[host], {root: tree(d.selection_set.selections, fragments)})
+
+    def plain(t: Any) -> Any:
+        return {k: plain(v) for k, v in t.items()}
+
+    assert plain(MAIN_USED) == found["main"]
+    assert plain(BACKEND_USED) == found["backend"]

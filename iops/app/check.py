@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     import requests
 
     from iops.core.battery_check import LiveReading
+    from iops.services.kraken_answers import Agreement
+    from iops.services.octopus import Kraken
 
 Mark = Literal["ok", "fail", "warn"]
 SYMBOLS = {"ok": "✓", "fail": "✗", "warn": "⚠"}
@@ -131,6 +133,11 @@ def _check_octopus(job: Job, session: requests.Session, say: Callable[[Finding],
     except SchedulerError as err:
         say(_failure(err, config, "Octopus agreements"))
         return
+    _check_tariff(config, agreement, say)
+    _check_schema(kraken, say)
+
+
+def _check_tariff(config: Config, agreement: Agreement | None, say: Callable[[Finding], None]) -> None:
     tariff = config.tariff
     code = agreement.tariff_code if agreement else None
     rules = resolve_rules(tariff.dispatch_trust, tariff.car_allowance_half_hours, code)
@@ -159,6 +166,42 @@ def _check_octopus(job: Job, session: requests.Session, say: Callable[[Finding],
                 "(--report suggests a dispatch_trust from your bill)",
             )
         )
+
+
+def _check_schema(kraken: Kraken, say: Callable[[Finding], None]) -> None:
+    """Ask the live schema about every type and field the tool's queries use (introspection)."""
+    from functools import partial
+
+    from iops.services.kraken_schema import BACKEND_USED, MAIN_USED, fetch_types, walk
+
+    problems, checked = [], 0
+    try:
+        for backend, used in ((False, MAIN_USED), (True, BACKEND_USED)):
+            found, count = walk(used, fetch_types(partial(kraken.graphql, backend=backend)))
+            problems += found
+            checked += count
+    except SchedulerError as err:
+        say(Finding("warn", f"Octopus's schema could not be checked ({err})", "nothing to do; the runs are unaffected"))
+        return
+    if not problems:
+        say(Finding("ok", f"Octopus's schema has all {checked} fields the tool uses, none deprecated"))
+    for problem in problems:
+        if problem.deprecated:
+            say(
+                Finding(
+                    "warn",
+                    f"Octopus marks {problem.where} deprecated: {problem.reason}",
+                    "the tool keeps working until Octopus removes it; update the tool before that date",
+                )
+            )
+        else:
+            say(
+                Finding(
+                    "warn",
+                    f"Octopus's schema has no {problem.where}: the queries that use it will fail",
+                    "update the tool, or report it if this version is the newest",
+                )
+            )
 
 
 def _report_devices(devices: Any, say: Callable[[Finding], None]) -> None:
