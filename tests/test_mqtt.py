@@ -873,3 +873,40 @@ def test_while_paused_the_switch_shows_off_and_turning_it_on_resumes(
     assert sim.run(20).code == 0
     assert broker.retained(settings.enable_topic)[settings.enable_topic] == "on"
     assert len(tessie.posted) == 5  # the user's tariff, then ours again
+
+
+def test_the_status_expires_on_the_broker_after_stale_after_minutes(
+    broker: Broker, kraken: FakeKraken, tessie: FakeTessie, make_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    """G5: over MQTT 5 the retained status carries a message expiry of stale_after_minutes, so after a
+    Home Assistant restart an old status is not shown as fresh; the switch's flag never expires."""
+    from paho.mqtt.client import MQTTv5
+
+    config = make_config(mqtt=mqtt_section(broker.port, stale_after_minutes="5"))
+    assert cli(config, "--at", AT).code == 0
+    got: dict[str, Any] = {}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"v5-{time.monotonic_ns()}", protocol=MQTTv5)
+    client.on_message = lambda c, u, m: got.__setitem__(m.topic, m)
+    client.connect("127.0.0.1", broker.port)
+    client.subscribe([(STATE, 1), (ENABLE, 1)])
+    deadline = time.monotonic() + 5
+    while len(got) < 2 and time.monotonic() < deadline:
+        client.loop(timeout=0.05)
+    client.disconnect()
+    assert 295 <= got[STATE].properties.MessageExpiryInterval <= 300
+    assert not hasattr(got[ENABLE].properties, "MessageExpiryInterval")
+
+
+def test_an_expired_status_is_gone_from_the_broker(broker: Broker, tmp_path: Path) -> None:
+    from iops.services.mqtt import publish
+
+    path = tmp_path / "c.txt"
+    path.write_text(
+        "[tesla]\nsite_id = 2252357221831636\n[tariff]\nrates = auto\n[mqtt]\nenabled = true\n"
+        f"host = 127.0.0.1\nport = {broker.port}\n"
+    )
+    settings = load_config(path, env={}, need_octopus=False, need_tesla=False).mqtt
+    assert publish(settings, [("t/status", "fresh"), ("t/flag", "on")], {"t/status": 1})
+    assert broker.retained("t/#") == {"t/status": "fresh", "t/flag": "on"}
+    time.sleep(2.1)
+    assert broker.retained("t/#") == {"t/flag": "on"}

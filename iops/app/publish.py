@@ -113,7 +113,9 @@ def publish_status(
     if memory.switch is not None:  # the switch's first state, a lost flag put back, or off while paused
         messages.append((config.mqtt.enable_topic, memory.switch))
     messages.append((config.mqtt.state_topic, json.dumps(status_payload(facts), sort_keys=True)))
-    if publish(config.mqtt, messages):
+    # Over MQTT 5 the broker drops the status once stale: an old one is never shown as fresh.
+    expire = {config.mqtt.state_topic: max(round(config.mqtt.stale_after_minutes * 60), 1)}
+    if publish(config.mqtt, messages, expire):
         kept = discovery.sent
         memory = replace(
             memory, discovery=DiscoverySent(*kept) if kept is not None else None, legacy_discovery="", switch=None

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 if TYPE_CHECKING:
     from iops.core.settings import MqttConfig
@@ -37,14 +39,18 @@ class FlagReading:
 class _Connection:
     """A short-lived client driven by hand (no background thread), always within a deadline."""
 
-    def __init__(self, config: MqttConfig, timeout: float) -> None:
+    def __init__(self, config: MqttConfig, timeout: float, *, v5: bool = False) -> None:
         self.config = config
         self.deadline = time.monotonic() + timeout
         self.connected: bool | None = None
         self.failure = ""
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"{config.node_id}-{os.getpid()}", clean_session=True
-        )
+        self.refused_protocol = False
+        self.v5 = v5
+        client_id = f"{config.node_id}-{os.getpid()}"
+        if v5:
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        else:
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         if config.username:
             self.client.username_pw_set(config.username, config.password or None)
         if config.tls:
@@ -56,6 +62,7 @@ class _Connection:
         self.connected = not reason.is_failure
         if reason.is_failure:
             self.failure = f"broker refused the connection ({reason})"
+            self.refused_protocol = "protocol" in str(reason).lower()
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -66,7 +73,10 @@ class _Connection:
 
     def open(self) -> bool:
         try:
-            self.client.connect(self.config.host, self.config.port, keepalive=30)
+            if self.v5:
+                self.client.connect(self.config.host, self.config.port, keepalive=30, clean_start=True)
+            else:
+                self.client.connect(self.config.host, self.config.port, keepalive=30)
         except (OSError, ValueError) as err:
             self.failure = f"cannot reach {self.config.host}:{self.config.port} ({type(err).__name__})"
             return False
@@ -130,14 +140,32 @@ def read_enable_flag(config: MqttConfig) -> FlagReading:
     return FlagReading(value.lower() != "off", True, f"flag {value!r}", True, status_retained)
 
 
-def publish(config: MqttConfig, messages: Sequence[tuple[str, str]]) -> bool:
-    """Publish retained messages (an empty payload clears a topic); False if the broker did not take them all."""
-    conn = _Connection(config, config.wait_seconds)
-    if not conn.open():
+def publish(config: MqttConfig, messages: Sequence[tuple[str, str]], expire: Mapping[str, int] | None = None) -> bool:
+    """Publish retained messages (an empty payload clears a topic); False if the broker did not take them all.
+
+    ``expire``: topic -> seconds. Over MQTT 5 the broker drops such a retained message after that
+    long, so a status cron stopped writing is not shown as fresh after a Home Assistant restart. A
+    broker that speaks only 3.1.1 gets the messages without an expiry.
+    """
+    conn = _Connection(config, config.wait_seconds, v5=bool(expire))
+    if not conn.open() and conn.v5 and (conn.refused_protocol or conn.connected is None):
+        # A 3.1.1-only broker refuses MQTT 5 or just hangs up: the status goes without its expiry.
+        log.debug("MQTT: the broker did not take MQTT 5 (%s); publishing without an expiry", conn.failure)
+        conn.close()
+        conn = _Connection(config, conn.remaining(), v5=False)
+        conn.open()
+    if not conn.connected:
         log.debug("MQTT status not published: %s", conn.failure)
         conn.close()
         return False
-    infos = [conn.client.publish(topic, payload, qos=1, retain=True) for topic, payload in messages]
+    infos = []
+    for topic, payload in messages:
+        properties = None
+        seconds = (expire or {}).get(topic)
+        if conn.v5 and seconds and payload:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho has no hints here
+            properties.MessageExpiryInterval = seconds
+        infos.append(conn.client.publish(topic, payload, qos=1, retain=True, properties=properties))
     conn.pump(lambda: all(i.is_published() for i in infos))
     done = all(i.is_published() for i in infos)
     conn.close()
