@@ -412,6 +412,25 @@ def _schema(sdl: str) -> GraphQLSchema:
     return schema
 
 
+_PARSED: dict[str, DocumentNode] = {}
+_VALID: dict[tuple[GraphQLSchema, str], list[GraphQLError]] = {}  # keyed by the schema itself: no id reuse
+
+
+def _parsed(query: str) -> DocumentNode:
+    """The tool's queries are constants: each is parsed once per process (graphql-core is slow)."""
+    if query not in _PARSED:
+        _PARSED[query] = parse(query)
+    return _PARSED[query]
+
+
+def _validated(schema: GraphQLSchema, query: str, document: DocumentNode) -> list[GraphQLError]:
+    """Validation problems of a query against a schema, worked out once per (schema, query)."""
+    key = (schema, query)
+    if key not in _VALID:
+        _VALID[key] = list(validate(schema, document))
+    return _VALID[key]
+
+
 def _top_fields(document: DocumentNode) -> list[tuple[str, str]]:
     """(field name, response key) of each top-level field of the operation, in order."""
     out = []
@@ -551,7 +570,7 @@ class FakeKraken(FakeService):
             body = json.loads(raw or b"{}")
             query = str(body.get("query") or "")
             variables = body.get("variables") or {}
-            document = parse(query)
+            document = _parsed(query)
         except (ValueError, GraphQLError) as err:
             self.send(request, 400, {"errors": [{"message": f"bad request: {err}"}]})
             return
@@ -585,7 +604,7 @@ class FakeKraken(FakeService):
         if self.refuse_introspection and any(name.startswith("__") for name, _ in fields):
             self.send(request, 400, {"errors": [{"message": "GraphQL introspection is not allowed"}]})
             return
-        problems = validate(schema, document)
+        problems = _validated(schema, query, document)
         if problems:
             self.send(request, 400, {"errors": [e.formatted for e in problems], "data": None})
             return
