@@ -276,38 +276,37 @@ def parse_session_events(data: Mapping[str, Any], now: datetime) -> list[Session
     return sorted(events, key=lambda e: e.slot.start)
 
 
-def band_prices(body: Any) -> list[float]:
-    """GBP/kWh values (inc. VAT) from a REST unit-rate page, direct-debit rows preferred."""
+def _rate_rows(body: Any) -> list[tuple[dict[str, Any], float]]:
+    """The rows of a REST unit-rate page (direct-debit or unmarked ones) with their price in GBP/kWh."""
     if body is None:
         return []
     results = body.get("results") if isinstance(body, dict) else None
     if not isinstance(results, list):
         raise BadResponse("Octopus", "unit-rate answer has no results list")
-    rows = [r for r in results if isinstance(r, dict) and r.get("payment_method") in (None, "DIRECT_DEBIT")]
-    prices = [_number(r.get("value_inc_vat"), MAX_PENCE) for r in rows]
-    if any(p is None for p in prices):
-        raise BadResponse("Octopus", "unit-rate row without a plausible value_inc_vat")
-    return [p / 100 for p in prices if p is not None]
+    out = []
+    for row in results:
+        if not isinstance(row, dict) or row.get("payment_method") not in (None, "DIRECT_DEBIT"):
+            continue
+        price = _number(row.get("value_inc_vat"), MAX_PENCE)
+        if price is None:
+            raise BadResponse("Octopus", "unit-rate row without a plausible value_inc_vat")
+        out.append((row, price / 100))
+    return out
+
+
+def band_prices(body: Any) -> list[float]:
+    """GBP/kWh values (inc. VAT) from a REST unit-rate page, direct-debit rows preferred."""
+    return [price for _, price in _rate_rows(body)]
 
 
 def band_rate_now(body: Any, now: datetime) -> tuple[float, bool] | None:
     """One band's rate valid now (GBP/kWh inc. VAT) from its own REST feed, and whether it is carried
     forward: a feed that has not published today's row yet (the day feed can lag the night feed)
     keeps its own newest rate, never the other band's. None when the feed has no rate at all."""
-    if body is None:
-        return None
-    results = body.get("results") if isinstance(body, dict) else None
-    if not isinstance(results, list):
-        raise BadResponse("Octopus", "unit-rate answer has no results list")
     rows = []
-    for r in results:
-        if not isinstance(r, dict) or r.get("payment_method") not in (None, "DIRECT_DEBIT"):
-            continue
-        price = _number(r.get("value_inc_vat"), MAX_PENCE)
-        start = _rest_time(r.get("valid_from"))
-        if price is None or start is None:
-            raise BadResponse("Octopus", "unit-rate row without a plausible value_inc_vat and valid_from")
-        rows.append((start, _rest_time(r.get("valid_to")), price / 100))
+    for row, price in _rate_rows(body):
+        valid_to = row.get("valid_to")
+        rows.append((parse_time(row.get("valid_from")), parse_time(valid_to) if valid_to is not None else None, price))
     started = sorted((row for row in rows if row[0] <= now), key=lambda row: row[0])
     if not started:
         return None
@@ -315,16 +314,6 @@ def band_rate_now(body: Any, now: datetime) -> tuple[float, bool] | None:
     if current:
         return current[-1][2], False
     return started[-1][2], True
-
-
-def _rest_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
 
 
 def _number(value: Any, largest: float) -> float | None:
