@@ -138,10 +138,12 @@ def _check_octopus(job: Job, session: requests.Session, say: Callable[[Finding],
 
 
 def _check_tariff(config: Config, agreement: Agreement | None, say: Callable[[Finding], None]) -> None:
+    from iops.core.schedule_view import OVERRIDE_HINT, describe_allowance
+
     tariff = config.tariff
     code = agreement.tariff_code if agreement else None
     rules = resolve_rules(tariff.dispatch_trust, tariff.car_allowance_half_hours, code)
-    allowance = f"{rules.allowance} half-hours a day" if rules.allowance is not None else "no limit"
+    allowance = describe_allowance(rules)
     if agreement is None:
         say(
             Finding(
@@ -160,10 +162,7 @@ def _check_tariff(config: Config, agreement: Agreement | None, say: Callable[[Fi
                 + (f"{family.name}, " if family is not None and family.known else "")
                 + f"dispatch_trust = {rules.trust}, car allowance {allowance}"
                 + ("" if known or family is None else f" because {family.why}"),
-                ""
-                if known
-                else "if your bill says otherwise, set [tariff] dispatch_trust and car_allowance_half_hours "
-                "(--report suggests a dispatch_trust from your bill)",
+                "" if known else OVERRIDE_HINT,
             )
         )
 

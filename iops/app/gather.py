@@ -171,13 +171,14 @@ def _billing_rules(config: Config, kraken: Kraken, polled: Polled, now: datetime
         rules = resolve_rules(tariff.dispatch_trust, tariff.car_allowance_half_hours, code)
         family = tariff_family(code)
         if family is not None and not family.known and notes.unknown_tariff != code:
-            allowance = f"{rules.allowance} half-hours a day" if rules.allowance is not None else "no limit"
+            from iops.core.schedule_view import OVERRIDE_HINT, describe_allowance
+
             log.warning(
-                "%s; applying dispatch_trust = %s, car allowance %s. If your bill says otherwise, set [tariff] "
-                "dispatch_trust and car_allowance_half_hours (--report suggests a dispatch_trust from your bill)",
+                "%s; applying dispatch_trust = %s, car allowance %s: %s",
                 family.why,
                 rules.trust,
-                allowance,
+                describe_allowance(rules),
+                OVERRIDE_HINT,
             )
         unknown = code if code is not None and family is not None and not family.known else ""
         polled.state = polled.state.put(replace(notes, unknown_tariff=unknown))

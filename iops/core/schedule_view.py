@@ -120,10 +120,20 @@ def describe(plan: WeekPlan, off_peak: tuple[time, time], reasons: Mapping[tuple
     return ", ".join(parts) or "no extra slots"
 
 
+# What a user whose tariff code the tool does not know can do about it (the log and --check).
+OVERRIDE_HINT = (
+    "if your bill says otherwise, set [tariff] dispatch_trust and car_allowance_half_hours "
+    "(--report suggests a dispatch_trust from your bill)"
+)
+
+
+def describe_allowance(rules: BillingRules) -> str:
+    return f"{rules.allowance} half-hours a day" if rules.allowance is not None else "no limit"
+
+
 def describe_rules(rules: BillingRules) -> str:
     family = tariff_family(rules.tariff_code)
     code = f"tariff {rules.tariff_code}" if rules.tariff_code else "no tariff code known"
     if family is not None and not family.known:
         code += f"; {family.why}"
-    allowance = f"{rules.allowance} half-hours a day" if rules.allowance is not None else "no limit"
-    return f"Smart slots: dispatch_trust = {rules.trust}, car allowance {allowance} ({code})"
+    return f"Smart slots: dispatch_trust = {rules.trust}, car allowance {describe_allowance(rules)} ({code})"
