@@ -43,7 +43,6 @@ class MqttMemory:
     own_back: bool = False  # and it was a tariff of the user's (not "nothing kept to put back")
     last_flag: str = ""  # the flag this config last saw ("on"/"off"; "" never): a lost retained flag is put back
     ours_off: bool = False  # the switch shows an "off" we published while --restore paused the config
-    switch: str | None = None  # what this run puts on the enable topic (not kept: cleared once sent)
     legacy_discovery: str = ""  # a 1.0 config's shared discovery digest: its entities are removed once
 
 
@@ -110,28 +109,26 @@ def publish_status(
         status_retained=flag.status_retained if flag else None,
     )
     messages = list(discovery.publish)
-    if memory.switch is not None:  # the switch's first state, a lost flag put back, or off while paused
-        messages.append((config.mqtt.enable_topic, memory.switch))
+    if flag is not None and flag.switch is not None:  # its first state, a lost flag put back, off while paused
+        messages.append((config.mqtt.enable_topic, flag.switch))
     messages.append((config.mqtt.state_topic, json.dumps(status_payload(facts), sort_keys=True)))
     # Over MQTT 5 the broker drops the status once stale: an old one is never shown as fresh.
     expire = {config.mqtt.state_topic: max(round(config.mqtt.stale_after_minutes * 60), 1)}
     if publish(config.mqtt, messages, expire):
         kept = discovery.sent
-        memory = replace(
-            memory, discovery=DiscoverySent(*kept) if kept is not None else None, legacy_discovery="", switch=None
-        )
+        memory = replace(memory, discovery=DiscoverySent(*kept) if kept is not None else None, legacy_discovery="")
     return state.put(memory)
 
 
 def interpret_flag(
     state: State, reading: FlagReading, *, paused: bool, default_when_no_flag: bool
-) -> tuple[bool, State]:
-    """Whether the run goes on, given the flag read and what this config saw of it before; what to
-    publish on the enable topic is kept for ``publish_status``."""
+) -> tuple[bool, FlagReading, State]:
+    """Whether the run goes on, given the flag read and what this config saw of it before; the
+    reading comes back with what ``publish_status`` puts on the enable topic."""
     from iops.core.mqtt_payloads import read_flag
 
     if not reading.reachable:  # nothing learnt about the flag: [mqtt] run_when_unreachable decides
-        return (reading.enabled and not paused), state
+        return (reading.enabled and not paused), reading, state
     memory = state.get(MqttMemory)
     retained = ("on" if reading.enabled else "off") if reading.flag_retained else None
     view = read_flag(
@@ -143,5 +140,5 @@ def interpret_flag(
     )
     if view.reason not in ("paused", "no flag") and not view.reason.startswith("flag "):
         log.info("MQTT: %s", view.reason)
-    memory = replace(memory, last_flag=view.last_seen, ours_off=view.ours_off, switch=view.publish)
-    return view.enabled, state.put(memory)
+    memory = replace(memory, last_flag=view.last_seen, ours_off=view.ours_off)
+    return view.enabled, replace(reading, switch=view.publish), state.put(memory)

@@ -112,10 +112,11 @@ def _outcome(job: Job, opts: Options, previous_run: float | None, flag: list[Fla
             from iops.app.publish import interpret_flag
             from iops.services.mqtt import read_enable_flag
 
-            flag.append(read_enable_flag(config.mqtt))
-            enabled, job.state = interpret_flag(
-                job.state, flag[0], paused=pause is not None, default_when_no_flag=config.mqtt.default_when_no_flag
+            reading = read_enable_flag(config.mqtt)
+            enabled, reading, job.state = interpret_flag(
+                job.state, reading, paused=pause is not None, default_when_no_flag=config.mqtt.default_when_no_flag
             )
+            flag.append(reading)
             if pause is not None and enabled:  # the Enabled switch, shown off while paused, turned on
                 job.records.store().clear_pause()
                 log.info("Resumed: the Enabled switch was turned on over MQTT")

@@ -34,6 +34,7 @@ class FlagReading:
     reason: str
     flag_retained: bool = False  # a flag is retained on enable_topic
     status_retained: bool | None = None  # the status topic holds a retained message; None = not known
+    switch: str | None = None  # what the run puts (back) on enable_topic, decided with what the config saw before
 
 
 class _Connection:
